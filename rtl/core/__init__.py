@@ -1,0 +1,1 @@
+"""One CIM core: controller, register map, payload layouts and the analog-macro boundary."""

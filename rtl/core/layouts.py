@@ -1,0 +1,129 @@
+"""Payload layouts and enumerations of the core, defined once.
+
+The testbench packs and unpacks stream beats with these very layouts
+(``Layout.const(...)`` / ``Layout.from_bits``), so the RTL and the bench cannot drift.
+
+Ref: docs/analog-boundary.md (macro operations) and docs/register-map.md (streams).
+"""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+__all__ = [
+    "INPUT_ELEM",
+    "MAX_IN_BITS",
+    "MAX_OUT_BITS",
+    "COUNT_BITS",
+    "MacroOp",
+    "CoreState",
+    "LineMode",
+    "DriveCode",
+    "OutputElem",
+    "input_beat_layout",
+    "output_beat_layout",
+]
+
+#: Widest input the encoder accepts (magnitude bits of an unsigned input).
+MAX_IN_BITS = 8
+#: Widest output (sign + magnitude) the converter produces.
+MAX_OUT_BITS = 8
+#: Width of the per-neuron count field (magnitude of an 8-bit sign + magnitude output).
+COUNT_BITS = MAX_OUT_BITS - 1
+
+#: One input element: a two's-complement integer wide enough for an 8-bit unsigned input
+#: (0..255) and an 8-bit sign-magnitude input (-127..127). The configured width and
+#: signedness define the legal range; the core flags anything outside it.
+INPUT_ELEM = signed(MAX_IN_BITS + 1)
+
+
+class MacroOp(enum.Enum, shape=3):
+    """Operation the controller asks of the analog macro (held for its configured cycles)."""
+
+    #: Nothing happens; lines at the reference level.
+    IDLE = 0
+    #: Initialise: precharge lines and sample capacitors, discharge the integrators (CDS).
+    INIT = 1
+    #: Drive the lines with ``drive`` (word lines on) and sample the settled output lines.
+    SAMPLE = 2
+    #: Move the sampled charge onto each neuron's integrator.
+    INTEGRATE = 3
+    #: Compare every integrator with the threshold; the macro answers on ``cmp``.
+    COMPARE = 4
+    #: Move every integrator one charge quantum towards zero (direction from ``dec_up``).
+    DECREMENT = 5
+    #: Inject one pseudo-random noise charge into every integrator (stochastic neurons).
+    NOISE = 6
+
+
+class DriveCode(enum.Enum, shape=2):
+    """Drive of one line during SAMPLE (NeuRRAM's 2-bit register code)."""
+
+    #: Line at the reference level; in the forward direction its word line is off.
+    ZERO = 0b00
+    #: Line driven to VREF - vneg.
+    NEG = 0b01
+    #: Line driven to VREF + vpos.
+    POS = 0b10
+
+
+class LineMode(enum.Enum, shape=2):
+    """Per-input-line configuration (``LINE_MODE`` registers)."""
+
+    #: Unused line (padding): disconnected forward, driven with alternating signs backward.
+    OFF = 0
+    #: Drive the encoded input.
+    POS = 1
+    #: Drive the negated phase codes of the encoded input (second row of a differential pair).
+    NEG = 2
+    #: Reserved; starting with it configured is an error (``ERROR.LINE_MODE``).
+    RESERVED = 3
+
+
+class OutputElem(data.Struct):
+    """Result of one neuron.
+
+    A masked-out neuron reports all zeros. ``count`` never exceeds ``MAX_COUNT``.
+    """
+
+    #: Number of decrements until the comparator flipped (1..MAX_COUNT), or MAX_COUNT when saturated.
+    count: unsigned(COUNT_BITS)
+    #: Initial sign: 1 = negative (integrator not above the threshold at the sign compare).
+    sign: 1
+    #: Saturated: the comparator never flipped within MAX_COUNT decrements.
+    sat: 1
+
+
+def input_beat_layout(lanes):
+    """Layout of one input-stream beat: ``lanes`` elements and an end-of-vector flag.
+
+    Element ``k`` of beat ``b`` is input line ``b * lanes + k``; elements past the last line
+    of the vector are ignored.
+    """
+    return data.StructLayout({"elems": data.ArrayLayout(INPUT_ELEM, lanes), "last": 1})
+
+
+def output_beat_layout(lanes):
+    """Layout of one output-stream beat: ``lanes`` :class:`OutputElem` and ``last``.
+
+    Element ``k`` of beat ``b`` is neuron ``b * lanes + k``; elements past the last neuron
+    read as zero.
+    """
+    return data.StructLayout({"elems": data.ArrayLayout(OutputElem, lanes), "last": 1})
+
+
+class CoreState(enum.Enum, shape=4):
+    """States of the core controller (``STATUS.state``; see docs/architecture.md)."""
+
+    IDLE = 0
+    LOAD = 1
+    DRAIN = 2
+    INIT = 3
+    SAMPLE = 4
+    INTEGRATE = 5
+    NOISE = 6
+    NOISE_GAP = 7
+    SIGN_COMPARE = 8
+    DECREMENT = 9
+    STEP_COMPARE = 10
+    OUTPUT = 11
+    FINISH = 12

@@ -1,0 +1,257 @@
+"""Register map of one CIM core, as data.
+
+This is the single source of the map: :class:`~cimdv.rtl.core.core.CimCore` builds its
+registers from it, the testbench's CSR driver addresses registers and fields by name
+through it, and ``docs/register-map.md`` is generated from it (a test keeps the two equal).
+
+All registers are 32 bits wide and word addressed. Access types:
+
+``rw``   read/write configuration. Writes while the core is busy are refused and flag
+         ``ERROR.CONFIG_BUSY``; the register keeps its value.
+``ro``   read only; writes are ignored (not an error).
+``w1c``  read; writing 1 to a bit clears it.
+``wo``   write-only command bits; read as 0.
+"""
+
+from dataclasses import dataclass
+
+from .layouts import COUNT_BITS
+
+__all__ = ["Field", "Register", "RegisterMap", "ErrorBit", "register_map", "CORE_ID"]
+
+#: Value of the ``ID`` register ("CIM" core, map version 1).
+CORE_ID = 0xC1A0_0001
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a register."""
+
+    name: str
+    offset: int
+    width: int
+    reset: int = 0
+    doc: str = ""
+
+    @property
+    def mask(self):
+        return ((1 << self.width) - 1) << self.offset
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register."""
+
+    name: str
+    addr: int
+    access: str
+    fields: tuple
+    doc: str = ""
+
+    def field(self, name):
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"register {self.name} has no field {name!r}")
+
+    @property
+    def reset(self):
+        value = 0
+        for f in self.fields:
+            value |= f.reset << f.offset
+        return value
+
+
+class ErrorBit:
+    """Bit positions of the ``ERROR`` register (sticky, write 1 to clear)."""
+
+    #: START with IN_BITS 0 or > 8, or signed with IN_BITS < 2.
+    IN_BITS = 0
+    #: START with OUT_BITS 0 or > 8.
+    OUT_BITS = 1
+    #: START with PULSE_MULT 0.
+    PULSE_MULT = 2
+    #: START with PULSE_MULT * 2**(magnitude bits - 1) above the pulse counter's range.
+    PULSE_OVF = 3
+    #: START with MAX_COUNT above 2**(OUT_BITS - 1) - 1.
+    MAX_COUNT = 4
+    #: START with a timing field (T_*) or WATCHDOG equal to 0.
+    TIMING = 5
+    #: START with BATCH equal to 0.
+    BATCH = 6
+    #: START with a line in LineMode.RESERVED among the driven lines.
+    LINE_MODE = 7
+    #: START (CSR or port) while a run is in progress, or while ERROR is non-zero.
+    START_BUSY = 8
+    #: Configuration write while busy (refused; register unchanged).
+    CONFIG_BUSY = 9
+    #: An input element outside the configured range (vector refused, run ends).
+    INPUT_RANGE = 10
+    #: ``last`` on the wrong beat of an input vector (vector refused, run ends).
+    INPUT_LENGTH = 11
+    #: Watchdog expired waiting for input beats.
+    TIMEOUT_IN = 12
+    #: Watchdog expired waiting for the output stream to accept a beat.
+    TIMEOUT_OUT = 13
+    #: CSR access to an unmapped address (write ignored, read returns 0).
+    BAD_ADDR = 14
+
+    #: Errors that a START checks and refuses on.
+    CONFIG = (IN_BITS, OUT_BITS, PULSE_MULT, PULSE_OVF, MAX_COUNT, TIMING, BATCH, LINE_MODE)
+
+    @classmethod
+    def names(cls):
+        return {
+            name: value
+            for name, value in vars(cls).items()
+            if name.isupper() and isinstance(value, int)
+        }
+
+
+class RegisterMap:
+    """The registers of one core geometry, by name and by address."""
+
+    def __init__(self, registers):
+        self.registers = tuple(registers)
+        self.by_name = {r.name: r for r in self.registers}
+        self.by_addr = {r.addr: r for r in self.registers}
+        if len(self.by_name) != len(self.registers) or len(self.by_addr) != len(self.registers):
+            raise ValueError("register names and addresses must be unique")
+
+    def __getitem__(self, name):
+        return self.by_name[name]
+
+    def __iter__(self):
+        return iter(self.registers)
+
+    def array(self, prefix):
+        """The registers ``<prefix>0``, ``<prefix>1``, ... in index order."""
+        regs = []
+        while f"{prefix}{len(regs)}" in self.by_name:
+            regs.append(self.by_name[f"{prefix}{len(regs)}"])
+        return regs
+
+
+# Addresses of the fixed registers, and bases of the per-line arrays.
+_LINE_MODE_BASE = 0x40
+_OUT_MASK_BASE = 0x80
+#: Lines per LINE_MODE word (2 bits each) and neurons per OUT_MASK word.
+LINES_PER_WORD = 16
+NEURONS_PER_WORD = 32
+
+# NeuRRAM's phase timings at a 100 MHz controller clock (neurram-chip.md §2.4):
+# t_sample = 2 -> 3 cycles; t_integ = 63 -> 8*63+1 = 505; t_comp = 2 -> 17; t_reset = 0 -> 1.
+NEURRAM_TIMING = {"T_INIT": 25, "T_SAMPLE": 3, "T_INTEG": 505, "T_COMPARE": 17, "T_DECR": 1, "T_NOISE": 1}
+
+
+def register_map(*, rows, cols, pulse_bits=8):
+    """Build the register map of a core with ``rows`` x ``cols`` cells."""
+    lines = max(rows, cols)
+    regs = [
+        Register("ID", 0x00, "ro", (Field("id", 0, 32, CORE_ID, "Core identification and map version."),)),
+        Register(
+            "GEOMETRY",
+            0x01,
+            "ro",
+            (
+                Field("rows", 0, 16, rows, "Rows of the crossbar (lines driven in the forward direction)."),
+                Field("cols", 16, 16, cols, "Columns of the crossbar (lines driven backward)."),
+            ),
+            "Elaboration parameters, so software can discover the core it talks to.",
+        ),
+        Register(
+            "CTRL",
+            0x02,
+            "wo",
+            (
+                Field("start", 0, 1, 0, "Write 1: start a run of BATCH vectors (same as a pulse on the start port)."),
+                Field("abort", 1, 1, 0, "Write 1: abandon the run at once; the macro returns to IDLE and DONE is set."),
+            ),
+        ),
+        Register(
+            "STATUS",
+            0x03,
+            "ro",
+            (
+                Field("busy", 0, 1, 0, "A run is in progress."),
+                Field("done", 1, 1, 0, "Sticky: a run has ended (normally, by abort or by error). Cleared by START."),
+                Field("error", 2, 1, 0, "ERROR is non-zero."),
+                Field("aborted", 3, 1, 0, "Sticky: the last run ended by CTRL.abort. Cleared by START."),
+                Field("state", 8, 4, 0, "Controller state (diagnostic; see docs/architecture.md)."),
+            ),
+        ),
+        Register(
+            "ERROR",
+            0x04,
+            "w1c",
+            tuple(Field(name.lower(), bit, 1, 0, "") for name, bit in sorted(ErrorBit.names().items(), key=lambda kv: kv[1])),
+            "Sticky error flags (see ErrorBit). A START is refused while any bit is set.",
+        ),
+        Register(
+            "MODE",
+            0x05,
+            "rw",
+            (
+                Field("backward", 0, 1, 0, "0: forward MVM (rows driven, columns sensed); 1: backward (transposed)."),
+                Field("signed", 1, 1, 1, "Inputs are sign-magnitude (1) or unsigned (0)."),
+                Field("in_bits", 4, 4, 4, "Input width: 1..8 (signed: 2..8, one of them the sign)."),
+                Field("out_bits", 8, 4, 8, "Output width, sign + magnitude: 1..8."),
+                Field("pulse_mult", 16, 8, 1, "Pulse multiplier M >= 1: bit b is sampled M*2**b times per phase."),
+            ),
+        ),
+        Register(
+            "MAX_COUNT",
+            0x06,
+            "rw",
+            (Field("max_count", 0, COUNT_BITS, 127, "Decrement steps before a neuron is saturated: 0..2**(OUT_BITS-1)-1 (0 = sign only)."),),
+        ),
+        Register("BATCH", 0x07, "rw", (Field("batch", 0, 16, 1, "Vectors per run (>= 1)."),)),
+    ]
+    timing_doc = {
+        "T_INIT": "Cycles of INIT (CDS) per vector.",
+        "T_SAMPLE": "Cycles of each SAMPLE (lines driven and settling).",
+        "T_INTEG": "Cycles of each INTEGRATE.",
+        "T_COMPARE": "Cycles of each COMPARE; cmp is sampled on its last cycle.",
+        "T_DECR": "Cycles of each DECREMENT.",
+        "T_NOISE": "Cycles of each NOISE pulse.",
+    }
+    for i, name in enumerate(timing_doc):
+        regs.append(Register(name, 0x08 + i, "rw", (Field(name.lower(), 0, 16, NEURRAM_TIMING[name], timing_doc[name]),)))
+    regs += [
+        Register("NOISE_PULSES", 0x0E, "rw", (Field("noise_pulses", 0, 8, 0, "NOISE pulses between integration and the sign compare (0 = none)."),)),
+        Register("WATCHDOG", 0x0F, "rw", (Field("watchdog", 0, 32, 1 << 20, "Cycles any wait on the host streams may last before TIMEOUT_IN/OUT."),)),
+        Register("VECTORS", 0x10, "ro", (Field("vectors", 0, 32, 0, "Vectors completed since reset (wraps)."),)),
+        Register("LAST_CYCLES", 0x11, "ro", (Field("cycles", 0, 32, 0, "Cycles from INIT to the last output beat of the latest vector."),)),
+        Register("LAST_STEPS", 0x12, "ro", (Field("steps", 0, 8, 0, "Decrement steps the latest conversion took."),)),
+        Register(
+            "PARAMS",
+            0x13,
+            "ro",
+            (
+                Field("pulse_bits", 0, 8, pulse_bits, "Width of the per-phase pulse counter."),
+            ),
+        ),
+    ]
+    for w in range((lines + LINES_PER_WORD - 1) // LINES_PER_WORD):
+        n = min(LINES_PER_WORD, lines - w * LINES_PER_WORD)
+        regs.append(
+            Register(
+                f"LINE_MODE{w}",
+                _LINE_MODE_BASE + w,
+                "rw",
+                tuple(Field(f"line{w * LINES_PER_WORD + k}", 2 * k, 2, 1, "") for k in range(n)),
+                f"LineMode of driven lines {w * LINES_PER_WORD}..{w * LINES_PER_WORD + n - 1} (2 bits each; reset POS).",
+            )
+        )
+    for w in range((lines + NEURONS_PER_WORD - 1) // NEURONS_PER_WORD):
+        n = min(NEURONS_PER_WORD, lines - w * NEURONS_PER_WORD)
+        regs.append(
+            Register(
+                f"OUT_MASK{w}",
+                _OUT_MASK_BASE + w,
+                "rw",
+                (Field("mask", 0, n, (1 << n) - 1, f"1 = convert neuron {w * NEURONS_PER_WORD}+bit; 0 = ignore it."),),
+                f"Output mask of neurons {w * NEURONS_PER_WORD}..{w * NEURONS_PER_WORD + n - 1} (reset: all converted).",
+            )
+        )
+    return RegisterMap(regs)

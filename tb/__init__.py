@@ -1,0 +1,1 @@
+"""Testbench: cocotb VIP, environments, tests and the flows behind make sim/test/bench."""

@@ -1,0 +1,1 @@
+"""Core-level cocotb environment and tests."""

@@ -1,0 +1,1 @@
+"""Command-line flows behind make sim, make bench and make test."""

@@ -1,0 +1,1 @@
+"""Verification IP: one module per protocol (streams, CSR bus, analog macro)."""
