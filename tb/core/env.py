@@ -1,0 +1,316 @@
+"""Core-level cocotb environment: agents, golden model and scoreboard around ``CimCore``.
+
+Wiring (style-anchors §3.11): input monitor -> transaction-level model (``ExactCore``)
+-> scoreboard <- output monitor. The analog macro is the cycle-level model
+(``MacroState``) behind :class:`MacroResponder`; both views share weights and macro
+parameters, and the property tests of the model prove them equal, so the comparison here
+is exact.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import convert
+from cocotb.triggers import Event, FallingEdge, RisingEdge, with_timeout
+
+from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState
+from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
+from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD, ErrorBit, register_map
+from cimdv.tb.scoreboard import InOrderScoreboard
+from cimdv.tb.vip.csr import CsrMaster
+from cimdv.tb.vip.macro import MacroContractChecker, MacroResponder
+from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
+
+__all__ = ["CoreTb", "FAST_TIMING", "error_names"]
+
+CLOCK_NS = 10
+#: The shortest timing the analog-boundary contract allows (1 cycle per operation).
+FAST_TIMING = {"T_INIT": 1, "T_SAMPLE": 1, "T_INTEG": 1, "T_COMPARE": 1, "T_DECR": 1, "T_NOISE": 1}
+
+
+def error_names(value):
+    """Names of the ERROR bits set in ``value``."""
+    return sorted(name for name, bit in ErrorBit.names().items() if value >> bit & 1 and name != "CONFIG")
+
+
+@dataclass(frozen=True)
+class CoreOutput:
+    """One output vector as seen on the output stream (``n_out`` neurons)."""
+
+    sign: np.ndarray
+    count: np.ndarray
+    sat: np.ndarray
+
+
+def compare_results(expected, actual):
+    """Differences between two MvmResults, neuron by neuron (empty when equal)."""
+    diffs = []
+    for field in ("sign", "count", "sat"):
+        want = np.asarray(getattr(expected, field)).astype(np.int64)
+        got = np.asarray(getattr(actual, field)).astype(np.int64)
+        if want.shape != got.shape:
+            diffs.append(f"{field}: {got.size} neurons, expected {want.size}")
+            continue
+        bad = np.flatnonzero(want != got)
+        if bad.size:
+            shown = ", ".join(f"n{j}: {got[j]} != {want[j]}" for j in bad[:6])
+            diffs.append(f"{field} differs at {bad.size} neuron(s) ({shown})")
+    return diffs
+
+
+class CoreTb:
+    """Testbench around one ``CimCore`` instance.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+    params : dict
+        Elaboration parameters (``rows``, ``cols``, ``lanes``, ``pulse_bits``).
+    seed : int
+        Seed of the bench's random generator (``cocotb.RANDOM_SEED``).
+    in_pause, out_pause : iterator of bool or None
+        Idle cycles on the input stream and backpressure on the output stream.
+    """
+
+    def __init__(self, dut, params, seed, *, in_pause=None, out_pause=None):
+        self.dut = dut
+        self.rows = params["rows"]
+        self.cols = params["cols"]
+        self.lanes = params["lanes"]
+        self.pulse_bits = params["pulse_bits"]
+        self.lines = max(self.rows, self.cols)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.regmap = register_map(rows=self.rows, cols=self.cols, pulse_bits=self.pulse_bits)
+        self.in_bus = StreamBus(dut, "inputs", input_beat_layout(self.lanes))
+        self.out_bus = StreamBus(dut, "outputs", output_beat_layout(self.lanes))
+        self.csr = CsrMaster(dut, dut.clk, self.regmap)
+        self.source = StreamSource(self.in_bus, dut.clk, in_pause)
+        self.sink = StreamSink(self.out_bus, dut.clk, out_pause)
+        self.in_monitor = StreamMonitor(self.in_bus, dut.clk)
+        self.out_monitor = StreamMonitor(self.out_bus, dut.clk)
+        self.in_monitor.add_callback(self._on_input_beat)
+        self.out_monitor.add_callback(self._on_output_beat)
+        self.scoreboard = InOrderScoreboard("core", compare_results)
+        self.cfg = None
+        self.timing = dict(FAST_TIMING)
+        self.reference = None
+        self.responder = None
+        self.contract = MacroContractChecker(dut)
+        self.results = []
+        self.expected = []
+        self.refused_vectors = 0
+        self._in_elems = []
+        self._out_elems = []
+        self._done = Event()
+        dut.start.value = 0
+
+    # ---- set-up --------------------------------------------------------------------------
+    async def start(self, weights=None, macro=None):
+        """Start the clock, reset, load weights by backdoor and start every agent."""
+        Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
+        self.load_weights(weights, macro)
+        self.responder.start()
+        self.contract.start()
+        self.sink.start()
+        self.in_monitor.start()
+        self.out_monitor.start()
+        import cocotb
+
+        cocotb.start_soon(self._watch_done())
+        await self.reset()
+
+    async def reset(self, cycles=3):
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    def random_weights(self, high=64):
+        return self.rng.integers(0, high, size=(self.rows, self.cols))
+
+    def load_weights(self, weights=None, macro=None):
+        """Backdoor-load conductance codes into the macro and the reference model."""
+        if weights is None:
+            weights = self.random_weights()
+        if macro is None:
+            macro = MacroParams(delta=64)
+        self.weights = np.asarray(weights)
+        self.macro_params = macro
+        self.reference = ExactCore(self.weights, macro)
+        state = MacroState(self.weights, macro)
+        if self.responder is None:
+            self.responder = MacroResponder(self.dut, state)
+        else:
+            self.responder.load_weights(state)
+
+    def config(self, **overrides):
+        """A legal CoreConfig for this geometry with the given fields changed."""
+        fields = dict(
+            rows=self.rows,
+            cols=self.cols,
+            backward=False,
+            signed=True,
+            in_bits=4,
+            out_bits=8,
+            pulse_mult=1,
+            max_count=127,
+            pulse_bits=self.pulse_bits,
+        )
+        fields.update(overrides)
+        return CoreConfig(**fields)
+
+    async def configure(self, cfg, *, timing=None, batch=1, watchdog=100_000):
+        """Write every configuration register for ``cfg`` (a legal CoreConfig)."""
+        self.cfg = cfg
+        self.timing = dict(FAST_TIMING if timing is None else timing)
+        await self.write_config(
+            backward=int(cfg.backward),
+            signed=int(cfg.signed),
+            in_bits=cfg.in_bits,
+            out_bits=cfg.out_bits,
+            pulse_mult=cfg.pulse_mult,
+            max_count=cfg.max_count,
+            noise_pulses=cfg.noise_pulses,
+            line_modes=[int(v) for v in cfg.line_modes],
+            out_mask=[int(v) for v in cfg.out_mask],
+            timing=self.timing,
+            batch=batch,
+            watchdog=watchdog,
+        )
+        self.contract.clock_period_steps = int(convert(CLOCK_NS, "ns", to="step"))
+        self.contract.hold_cycles = {
+            MacroOp.INIT: self.timing["T_INIT"],
+            MacroOp.SAMPLE: self.timing["T_SAMPLE"],
+            MacroOp.INTEGRATE: self.timing["T_INTEG"],
+            MacroOp.COMPARE: self.timing["T_COMPARE"],
+            MacroOp.DECREMENT: self.timing["T_DECR"],
+            MacroOp.NOISE: self.timing["T_NOISE"],
+        }
+
+    async def write_config(self, *, backward, signed, in_bits, out_bits, pulse_mult, max_count, noise_pulses=0,
+                           line_modes=None, out_mask=None, timing=None, batch=1, watchdog=100_000):
+        """Write raw configuration values (may be illegal: used by the refusal tests)."""
+        csr = self.csr
+        await csr.write_fields("MODE", backward=backward, signed=signed, in_bits=in_bits, out_bits=out_bits,
+                               pulse_mult=pulse_mult)
+        await csr.write_fields("MAX_COUNT", max_count=max_count)
+        await csr.write_fields("BATCH", batch=batch)
+        await csr.write_fields("NOISE_PULSES", noise_pulses=noise_pulses)
+        await csr.write_fields("WATCHDOG", watchdog=watchdog)
+        for name, value in (timing or FAST_TIMING).items():
+            await csr.write(name, value)
+        line_modes = [1] * self.lines if line_modes is None else list(line_modes)
+        out_mask = [1] * self.lines if out_mask is None else list(out_mask)
+        for w, reg in enumerate(self.regmap.array("LINE_MODE")):
+            chunk = line_modes[w * LINES_PER_WORD : (w + 1) * LINES_PER_WORD]
+            await csr.write(reg.name, sum(int(v) << (2 * k) for k, v in enumerate(chunk)))
+        for w, reg in enumerate(self.regmap.array("OUT_MASK")):
+            chunk = out_mask[w * NEURONS_PER_WORD : (w + 1) * NEURONS_PER_WORD]
+            await csr.write(reg.name, sum(int(v) << k for k, v in enumerate(chunk)))
+
+    # ---- stimulus ------------------------------------------------------------------------
+    def random_inputs(self, n, cfg=None):
+        cfg = cfg or self.cfg
+        lo, hi = cfg.in_range
+        return self.rng.integers(lo, hi + 1, size=(n, cfg.n_in))
+
+    def beats(self, x, *, last_at=None):
+        """Input beats of one vector; ``last_at`` moves the ``last`` flag (negative tests)."""
+        n_beats = -(-len(x) // self.lanes)
+        final = n_beats - 1 if last_at is None else last_at
+        beats = []
+        for b in range(max(n_beats, final + 1)):
+            elems = [int(x[b * self.lanes + k]) if b * self.lanes + k < len(x) else 0 for k in range(self.lanes)]
+            beats.append({"elems": elems, "last": int(b == final)})
+        return beats
+
+    async def pulse_start(self):
+        await FallingEdge(self.dut.clk)
+        self.dut.start.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.start.value = 0
+
+    async def run(self, xs, *, use_port=False, timeout_us=None):
+        """Run the vectors ``xs`` as one batch (BATCH must equal len(xs)); wait for done.
+
+        Returns the ERROR register value at the end of the run.
+        """
+        self._done.clear()
+        if use_port:
+            await self.pulse_start()
+        else:
+            await self.csr.write_fields("CTRL", start=1)
+        beats = [beat for x in xs for beat in self.beats(x)]
+        await self.source.send(beats, timeout_cycles=10 * self.max_cycles_per_vector() + 1000)
+        await self.wait_done(timeout_us or self.timeout_us(len(xs)))
+        error = await self.csr.read("ERROR")
+        if not error and self.expected:
+            steps = await self.csr.read("LAST_STEPS")
+            if steps != self.expected[-1].steps:
+                self.scoreboard.mismatches.append(f"core: LAST_STEPS {steps}, model expects {self.expected[-1].steps}")
+        return error
+
+    def max_cycles_per_vector(self):
+        cfg, t = self.cfg, self.timing
+        pulses = sum(cfg.pulse_mult << b for b in range(cfg.nmag)) * 2
+        return (
+            2 * (-(-self.lines // self.lanes))
+            + t["T_INIT"]
+            + pulses * (t["T_SAMPLE"] + t["T_INTEG"])
+            + cfg.noise_pulses * (t["T_NOISE"] + 1)
+            + (cfg.max_count + 1) * (t["T_DECR"] + t["T_COMPARE"])
+            + 50
+        )
+
+    def timeout_us(self, vectors):
+        return (4 * vectors * self.max_cycles_per_vector() + 2000) * CLOCK_NS / 1000
+
+    async def wait_done(self, timeout_us):
+        await with_timeout(self._done.wait(), timeout_us, "us")
+        await FallingEdge(self.dut.clk)
+
+    async def _watch_done(self):
+        while True:
+            await RisingEdge(self.dut.done)
+            self._done.set()
+
+    # ---- monitors -> model -> scoreboard ------------------------------------------------
+    def _on_input_beat(self, beat):
+        self._in_elems.extend(int(e) for e in beat.elems)
+        if not beat.last:
+            return
+        framed = len(self._in_elems) == self.lanes * -(-self.cfg.n_in // self.lanes)
+        x = np.array(self._in_elems[: self.cfg.n_in], dtype=np.int64)
+        self._in_elems = []
+        lo, hi = self.cfg.in_range
+        if not framed or x.min() < lo or x.max() > hi:
+            self.refused_vectors += 1
+            return
+        expected = self.reference.mvm(self.cfg, x)
+        self.expected.append(expected)
+        self.scoreboard.add_expected(expected)
+
+    def _on_output_beat(self, beat):
+        for e in beat.elems:
+            self._out_elems.append((int(e.count), int(e.sign), int(e.sat)))
+        if not beat.last:
+            return
+        elems = np.array(self._out_elems, dtype=np.int64).reshape(-1, 3)
+        self._out_elems = []
+        n_out = self.cfg.n_out
+        padding = elems[n_out:]
+        result = CoreOutput(sign=elems[:n_out, 1], count=elems[:n_out, 0], sat=elems[:n_out, 2])
+        if padding.any():
+            self.scoreboard.mismatches.append(f"core: non-zero padding elements past neuron {n_out}: {padding.tolist()}")
+        self.results.append(result)
+        self.scoreboard.add_actual(result)
+
+    def check(self):
+        """End-of-test checks: scoreboard drained and no macro-contract violation."""
+        if self.contract.violations:
+            shown = "\n  ".join(self.contract.violations[:10])
+            raise AssertionError(f"analog-boundary contract violated {len(self.contract.violations)} time(s):\n  {shown}")
+        return self.scoreboard.check()

@@ -1,0 +1,186 @@
+"""Verification IP for Amaranth ``stream.Signature`` ports (``<prefix>__payload/valid/ready``).
+
+Timing discipline (toolchain.md pitfall 9): everything is driven right after a falling
+edge and sampled in ``ReadOnly`` of that falling edge, so Icarus and Verilator, which
+disagree about values seen at a rising edge, behave the same. Nothing here wakes on
+every clock edge while its stream is idle.
+"""
+
+import itertools
+
+from cocotb.triggers import Event, FallingEdge, ReadOnly, RisingEdge
+
+__all__ = ["StreamBus", "StreamSource", "StreamSink", "StreamMonitor", "cycle_pause"]
+
+
+def cycle_pause(pattern=(1, 1, 0)):
+    """A pause generator: an endless iterator of booleans, True = stall this cycle."""
+    return itertools.cycle(bool(p) for p in pattern)
+
+
+class StreamBus:
+    """The three handles of one stream port and its payload layout.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        Top-level handle.
+    prefix : str
+        Amaranth member name (``inputs`` gives ``inputs__payload`` etc.).
+    layout : amaranth.lib.data.Layout
+        Payload layout from ``rtl/``: beats are packed and unpacked with it.
+    """
+
+    def __init__(self, dut, prefix, layout):
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.layout = layout
+        self.name = prefix
+
+    def pack(self, beat):
+        """Integer value of a beat given as a dict matching the layout."""
+        return self.layout.const(beat).as_value().value & ((1 << self.layout.size) - 1)
+
+    def unpack(self, value):
+        """The layout's constant view of an integer payload value."""
+        return self.layout.from_bits(int(value) & ((1 << self.layout.size) - 1))
+
+
+class StreamSource:
+    """Active producer: drives ``payload`` and ``valid``, honours ``ready``.
+
+    Parameters
+    ----------
+    bus : StreamBus
+    clock : cocotb handle
+    pause : iterator of bool or None
+        Idle cycles to insert between beats (True = keep ``valid`` low this cycle).
+    """
+
+    def __init__(self, bus, clock, pause=None):
+        self.bus = bus
+        self.clock = clock
+        self.pause = pause
+        self.bus.valid.value = 0
+        self.beats_sent = 0
+
+    async def send(self, beats, *, timeout_cycles=1_000_000):
+        """Send beats (dicts or ints) in order; returns when the last one is accepted.
+
+        Raises ``TimeoutError`` naming the stream if ``ready`` stays low for
+        ``timeout_cycles`` cycles (the bench never hangs on a stuck DUT).
+        """
+        await FallingEdge(self.clock)
+        for beat in beats:
+            value = beat if isinstance(beat, int) else self.bus.pack(beat)
+            while self.pause is not None and next(self.pause):
+                self.bus.valid.value = 0
+                await FallingEdge(self.clock)
+            self.bus.payload.value = value
+            self.bus.valid.value = 1
+            waited = 0
+            while True:
+                await ReadOnly()
+                accepted = bool(self.bus.ready.value)
+                await FallingEdge(self.clock)
+                if accepted:
+                    break
+                waited += 1
+                if waited >= timeout_cycles:
+                    self.bus.valid.value = 0
+                    raise TimeoutError(f"{self.bus.name}: ready stayed low for {waited} cycles")
+            self.beats_sent += 1
+        self.bus.valid.value = 0
+
+
+class StreamMonitor:
+    """Passive observer of transfers (``valid & ready`` at a rising edge).
+
+    Callbacks receive the unpacked payload view of every transfer. The monitor sleeps on
+    a change of ``valid`` while the stream is idle.
+    """
+
+    def __init__(self, bus, clock):
+        self.bus = bus
+        self.clock = clock
+        self.callbacks = []
+        self.transfers = 0
+        self._task = None
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback)
+
+    def start(self):
+        import cocotb
+
+        self._task = cocotb.start_soon(self._run())
+        return self
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self):
+        # Transfers are decided at the rising edge; the monitor samples valid, ready and the
+        # payload in ReadOnly of the low clock phase before it, when all three are stable.
+        valid, clock = self.bus.valid, self.clock
+        while True:
+            await ReadOnly()
+            if not valid.value.is_resolvable or not int(valid.value):
+                await RisingEdge(valid)
+                await ReadOnly()
+            if int(clock.value):
+                await FallingEdge(clock)
+                await ReadOnly()
+            if int(valid.value) and int(self.bus.ready.value):
+                beat = self.bus.unpack(self.bus.payload.value.to_unsigned())
+                self.transfers += 1
+                for callback in self.callbacks:
+                    callback(beat)
+            await RisingEdge(clock)
+
+
+class StreamSink:
+    """Active consumer: drives ``ready`` (with optional stalls) while the DUT is valid.
+
+    Parameters
+    ----------
+    bus : StreamBus
+    clock : cocotb handle
+    pause : iterator of bool or None
+        True = hold ``ready`` low this cycle (backpressure).
+    """
+
+    def __init__(self, bus, clock, pause=None):
+        self.bus = bus
+        self.clock = clock
+        self.pause = pause
+        self.bus.ready.value = 0
+        self._task = None
+        self.idle = Event()
+
+    def start(self):
+        import cocotb
+
+        self._task = cocotb.start_soon(self._run())
+        return self
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.bus.ready.value = 0
+
+    async def _run(self):
+        while True:
+            await ReadOnly()
+            if not self.bus.valid.value.is_resolvable or not int(self.bus.valid.value):
+                await FallingEdge(self.clock)
+                self.bus.ready.value = 0
+                await RisingEdge(self.bus.valid)
+            await FallingEdge(self.clock)
+            stall = self.pause is not None and next(self.pause)
+            self.bus.ready.value = 0 if stall else 1
+            await RisingEdge(self.clock)
