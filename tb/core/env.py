@@ -9,6 +9,7 @@ is exact.
 
 from dataclasses import dataclass
 
+import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import convert
@@ -109,15 +110,13 @@ class CoreTb:
     # ---- set-up --------------------------------------------------------------------------
     async def start(self, weights=None, macro=None):
         """Start the clock, reset, load weights by backdoor and start every agent."""
-        Clock(self.dut.clk, CLOCK_NS, unit="ns").start()
+        Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
         self.load_weights(weights, macro)
         self.responder.start()
         self.contract.start()
         self.sink.start()
         self.in_monitor.start()
         self.out_monitor.start()
-        import cocotb
-
         cocotb.start_soon(self._watch_done())
         await self.reset()
 
@@ -244,7 +243,7 @@ class CoreTb:
         else:
             await self.csr.write_fields("CTRL", start=1)
         beats = [beat for x in xs for beat in self.beats(x)]
-        await self.source.send(beats, timeout_cycles=10 * self.max_cycles_per_vector() + 1000)
+        await self.source.send(beats, timeout_ns=(10 * self.max_cycles_per_vector() + 1000) * CLOCK_NS)
         await self.wait_done(timeout_us or self.timeout_us(len(xs)))
         error = await self.csr.read("ERROR")
         if not error and self.expected:
@@ -279,8 +278,8 @@ class CoreTb:
 
     # ---- monitors -> model -> scoreboard ------------------------------------------------
     def _on_input_beat(self, beat):
-        self._in_elems.extend(int(e) for e in beat.elems)
-        if not beat.last:
+        self._in_elems.extend(beat["elems"])
+        if not beat["last"]:
             return
         framed = len(self._in_elems) == self.lanes * -(-self.cfg.n_in // self.lanes)
         x = np.array(self._in_elems[: self.cfg.n_in], dtype=np.int64)
@@ -294,9 +293,9 @@ class CoreTb:
         self.scoreboard.add_expected(expected)
 
     def _on_output_beat(self, beat):
-        for e in beat.elems:
-            self._out_elems.append((int(e.count), int(e.sign), int(e.sat)))
-        if not beat.last:
+        for e in beat["elems"]:
+            self._out_elems.append((e["count"], e["sign"], e["sat"]))
+        if not beat["last"]:
             return
         elems = np.array(self._out_elems, dtype=np.int64).reshape(-1, 3)
         self._out_elems = []

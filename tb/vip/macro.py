@@ -4,9 +4,10 @@ Two agents on the ``macro`` port (docs/analog-boundary.md):
 
 * :class:`MacroResponder` (reactive) answers the controller. It wakes on changes of
   ``macro__op`` only (every operation starts with one), so Python never runs on a clock edge
-  while the macro integrates. Operations that carry data (SAMPLE: ``drive``; DECREMENT:
-  ``dec_up``) are read in the ``ReadWrite`` phase of that time step, after every register
-  that changed on the same edge has settled (Icarus may report ``op`` first).
+  while the macro integrates. The data an operation uses (SAMPLE: ``drive``; DECREMENT:
+  ``dec_up``) is taken from change-tracked histories at the operation's start time, so no
+  extra wake-up is needed to let registers that changed on the same edge settle (Icarus may
+  report ``op`` first).
 * :class:`MacroContractChecker` (passive) checks the controller side of the contract: each
   operation held exactly its configured cycles, ``drive`` ZERO outside SAMPLE, no unknown op.
 """
@@ -15,7 +16,8 @@ from collections import Counter
 
 import cocotb
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ReadOnly, ReadWrite, ValueChange
+from cocotb.triggers import ReadOnly, ValueChange
+from cocotb.types import Logic
 
 from cimdv.model.exact import MacroOp
 
@@ -31,6 +33,54 @@ class _MacroPort:
         self.cmp = getattr(dut, f"{prefix}__cmp")
 
 
+class _Tracked:
+    """History of a signal's values with the simulator time each one took effect.
+
+    A watcher task wakes only when the signal changes. :meth:`at` answers "what was the
+    value during the operation that started at time t" without reading the handle then,
+    which is what lets the responder act on a change of ``op`` alone even on Icarus, where
+    ``op`` may be reported before other registers updated on the same edge.
+    """
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.history = []  # (time, value), oldest first
+        self._task = None
+
+    def start(self):
+        self.history = [(get_sim_time("step"), self._read())]
+        self._task = cocotb.start_soon(self._run())
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def _read(self):
+        value = self.handle.value
+        try:
+            # to_unsigned() parses the simulator's string directly; is_resolvable would build
+            # one Logic object per bit, which is what puts Python on the clock for wide buses.
+            return int(value) if isinstance(value, Logic) else value.to_unsigned()
+        except ValueError:
+            return None  # X or Z somewhere
+
+    async def _run(self):
+        while True:
+            await ValueChange(self.handle)
+            self.history.append((get_sim_time("step"), self._read()))
+
+    def at(self, time):
+        """Value in effect at ``time`` (changes at ``time`` itself included); trims older history."""
+        history = self.history
+        i = len(history) - 1
+        while i > 0 and history[i][0] > time:
+            i -= 1
+        if i > 0:
+            del history[:i]
+        return history[0][1]
+
+
 class MacroResponder:
     """Reactive agent that answers the controller's macro operations.
 
@@ -42,6 +92,14 @@ class MacroResponder:
     prefix : str
         Member name of the macro port (``macro``).
 
+    Notes
+    -----
+    The responder wakes once per operation. SAMPLE and DECREMENT are recorded with their
+    start time and applied, in order, when the next operation starts, using the values
+    ``drive`` / ``dec_up`` / ``backward`` had at their start (docs/analog-boundary.md: valid
+    from the first cycle of the operation). Their effect is invisible until the next
+    COMPARE, so the order of effects on the integrators is exactly the contract's.
+
     Attributes
     ----------
     ops : collections.Counter
@@ -52,7 +110,12 @@ class MacroResponder:
         self.port = _MacroPort(dut, prefix)
         self.state = state
         self.ops = Counter()
-        self._task = None
+        self._tasks = []
+        self._drive = _Tracked(self.port.drive)
+        self._dec_up = _Tracked(self.port.dec_up)
+        self._backward = _Tracked(self.port.backward)
+        self._pending = None
+        self._cmp = 0
         self.port.cmp.value = 0
 
     def load_weights(self, state):
@@ -60,31 +123,52 @@ class MacroResponder:
         self.state = state
 
     def start(self):
-        self._task = cocotb.start_soon(self._run())
+        for tracked in (self._drive, self._dec_up, self._backward):
+            tracked.start()
+        self._tasks = [cocotb.start_soon(self._run())]
         return self
 
     def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        for tracked in (self._drive, self._dec_up, self._backward):
+            tracked.stop()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+
+    def _flush(self):
+        """Apply the SAMPLE or DECREMENT that started at the recorded time."""
+        op, time = self._pending
+        self._pending = None
+        if op == MacroOp.SAMPLE:
+            drive = self._drive.at(time)
+            backward = self._backward.at(time)
+            if drive is None or backward is None:
+                raise ValueError(f"SAMPLE at step {time} with unresolvable drive or direction")
+            self.state.apply(op, drive_bits=drive, backward=bool(backward))
+        else:
+            dec_up = self._dec_up.at(time)
+            if dec_up is None:
+                raise ValueError(f"DECREMENT at step {time} with unresolvable dec_up")
+            self.state.apply(op, dec_up_bits=dec_up)
 
     async def _run(self):
         port = self.port
         while True:
             await ValueChange(port.op)
-            value = port.op.value
-            if not value.is_resolvable:
-                continue  # reported by the contract checker; an X op is no operation
-            op = MacroOp(value.to_unsigned())
+            if self._pending is not None:
+                self._flush()
+            try:
+                op = MacroOp(port.op.value.to_unsigned())
+            except ValueError:
+                continue  # X op: no operation; the contract checker reports it
             self.ops[op] += 1
-            if op == MacroOp.SAMPLE:
-                await ReadWrite()
-                self.state.apply(op, drive_bits=port.drive.value.to_unsigned(), backward=bool(int(port.backward.value)))
-            elif op == MacroOp.DECREMENT:
-                await ReadWrite()
-                self.state.apply(op, dec_up_bits=port.dec_up.value.to_unsigned())
+            if op in (MacroOp.SAMPLE, MacroOp.DECREMENT):
+                self._pending = (op, get_sim_time("step"))
             elif op == MacroOp.COMPARE:
-                port.cmp.value = self.state.apply(op)
+                bits = self.state.apply(op)
+                if bits != self._cmp:
+                    port.cmp.value = bits
+                    self._cmp = bits
             else:
                 self.state.apply(op)
 
@@ -125,13 +209,17 @@ class MacroContractChecker:
             await ValueChange(port.op)
             await ReadOnly()
             now = get_sim_time("step")
-            value = port.op.value
-            if not value.is_resolvable:
-                self.violations.append(f"op unresolvable ({value}) at step {now}")
+            try:
+                op = MacroOp(port.op.value.to_unsigned())
+            except ValueError:
+                self.violations.append(f"op unknown or unresolvable ({port.op.value}) at step {now}")
                 prev_op = None
                 continue
-            op = MacroOp(value.to_unsigned())
-            if op != MacroOp.SAMPLE and port.drive.value.to_unsigned() != 0:
+            try:
+                drive = port.drive.value.to_unsigned()
+            except ValueError:
+                drive = None
+            if op != MacroOp.SAMPLE and drive != 0:
                 self.violations.append(f"drive not ZERO during {op.name} at step {now}")
             if self.hold_cycles is not None and prev_op is not None and prev_op != MacroOp.IDLE:
                 held = (now - prev_t) / self.clock_period_steps

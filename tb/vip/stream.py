@@ -8,7 +8,10 @@ every clock edge while its stream is idle.
 
 import itertools
 
-from cocotb.triggers import Event, FallingEdge, ReadOnly, RisingEdge
+import cocotb
+from cocotb.triggers import Event, FallingEdge, First, ReadOnly, RisingEdge, Timer
+
+from cimdv.tb.vip.codec import LayoutCodec
 
 __all__ = ["StreamBus", "StreamSource", "StreamSink", "StreamMonitor", "cycle_pause"]
 
@@ -28,7 +31,8 @@ class StreamBus:
     prefix : str
         Amaranth member name (``inputs`` gives ``inputs__payload`` etc.).
     layout : amaranth.lib.data.Layout
-        Payload layout from ``rtl/``: beats are packed and unpacked with it.
+        Payload layout from ``rtl/``: beats are packed and unpacked with it (through a
+        :class:`~cimdv.tb.vip.codec.LayoutCodec` compiled from it).
     """
 
     def __init__(self, dut, prefix, layout):
@@ -36,15 +40,16 @@ class StreamBus:
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.layout = layout
+        self.codec = LayoutCodec(layout)
         self.name = prefix
 
     def pack(self, beat):
-        """Integer value of a beat given as a dict matching the layout."""
-        return self.layout.const(beat).as_value().value & ((1 << self.layout.size) - 1)
+        """Integer value of a beat given as nested dicts/lists matching the layout."""
+        return self.codec.encode(beat)
 
     def unpack(self, value):
-        """The layout's constant view of an integer payload value."""
-        return self.layout.from_bits(int(value) & ((1 << self.layout.size) - 1))
+        """Nested dicts/lists of an integer payload value."""
+        return self.codec.decode(value)
 
 
 class StreamSource:
@@ -65,13 +70,15 @@ class StreamSource:
         self.bus.valid.value = 0
         self.beats_sent = 0
 
-    async def send(self, beats, *, timeout_cycles=1_000_000):
+    async def send(self, beats, *, timeout_ns=10_000_000):
         """Send beats (dicts or ints) in order; returns when the last one is accepted.
 
-        Raises ``TimeoutError`` naming the stream if ``ready`` stays low for
-        ``timeout_cycles`` cycles (the bench never hangs on a stuck DUT).
+        While the consumer is not ready the source sleeps until ``ready`` rises (it does not
+        poll every cycle). Raises ``TimeoutError`` naming the stream if ``ready`` stays low
+        for ``timeout_ns`` (the bench never hangs on a stuck DUT).
         """
         await FallingEdge(self.clock)
+        ready = self.bus.ready
         for beat in beats:
             value = beat if isinstance(beat, int) else self.bus.pack(beat)
             while self.pause is not None and next(self.pause):
@@ -79,17 +86,17 @@ class StreamSource:
                 await FallingEdge(self.clock)
             self.bus.payload.value = value
             self.bus.valid.value = 1
-            waited = 0
             while True:
                 await ReadOnly()
-                accepted = bool(self.bus.ready.value)
-                await FallingEdge(self.clock)
-                if accepted:
+                if int(ready.value):
+                    await FallingEdge(self.clock)  # the rising edge in between took the beat
                     break
-                waited += 1
-                if waited >= timeout_cycles:
+                fired = await First(RisingEdge(ready), Timer(timeout_ns, "ns"))
+                if isinstance(fired, Timer):
+                    await FallingEdge(self.clock)
                     self.bus.valid.value = 0
-                    raise TimeoutError(f"{self.bus.name}: ready stayed low for {waited} cycles")
+                    raise TimeoutError(f"{self.bus.name}: ready stayed low for {timeout_ns} ns")
+                await FallingEdge(self.clock)
             self.beats_sent += 1
         self.bus.valid.value = 0
 
@@ -112,8 +119,6 @@ class StreamMonitor:
         self.callbacks.append(callback)
 
     def start(self):
-        import cocotb
-
         self._task = cocotb.start_soon(self._run())
         return self
 
@@ -139,6 +144,10 @@ class StreamMonitor:
                 self.transfers += 1
                 for callback in self.callbacks:
                     callback(beat)
+            elif int(valid.value):
+                # Valid but not ready: sleep until either changes instead of every cycle.
+                await First(RisingEdge(self.bus.ready), FallingEdge(valid))
+                continue
             await RisingEdge(clock)
 
 
@@ -162,8 +171,6 @@ class StreamSink:
         self.idle = Event()
 
     def start(self):
-        import cocotb
-
         self._task = cocotb.start_soon(self._run())
         return self
 
