@@ -255,3 +255,92 @@ def register_map(*, rows, cols, pulse_bits=8):
             )
         )
     return RegisterMap(regs)
+
+
+def render_markdown(regmap=None):
+    """``docs/register-map.md``: the map of a default (256 x 256) core, as Markdown.
+
+    Run ``python -m cimdv.rtl.core.regs > docs/register-map.md`` after changing the map;
+    ``tests/unit/rtl/test_regs.py`` fails while the two differ.
+    """
+    regmap = regmap or register_map(rows=256, cols=256)
+    out = [
+        "# Register map of one CIM core",
+        "",
+        "Generated from `rtl/core/regs.py` by `python -m cimdv.rtl.core.regs` for the default",
+        "256 x 256 core; do not edit by hand (a test compares this file with the generator).",
+        "",
+        "32-bit registers, word addresses on the CSR bus (`rtl/common/csr.py`). Access: `rw`",
+        "configuration (writes while busy are refused and flag `ERROR.config_busy`), `ro` read",
+        "only, `w1c` write 1 to clear, `wo` command (reads 0). An unmapped address flags",
+        "`ERROR.bad_addr`. `LINE_MODE*` and `OUT_MASK*` scale with `max(rows, cols)`.",
+        "",
+        "| addr | register | access | reset | field | bits | reset | description |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    array_prefixes = ("LINE_MODE", "OUT_MASK")
+    for reg in regmap:
+        if reg.name.startswith(array_prefixes) and not reg.name.endswith("0"):
+            continue
+        name = reg.name
+        fields = reg.fields
+        if reg.name.startswith("LINE_MODE"):
+            count = len(regmap.array("LINE_MODE"))
+            name = f"LINE_MODE0..{count - 1}"
+            fields = (Field("line<16w+k>", 0, 2, 1, "LineMode of driven line 16w+k at bits 2k+1:2k: 0 OFF, 1 POS, 2 NEG, 3 reserved"),)
+        elif reg.name.startswith("OUT_MASK"):
+            count = len(regmap.array("OUT_MASK"))
+            name = f"OUT_MASK0..{count - 1}"
+            fields = (Field("mask", 0, 32, 0xFFFFFFFF, "bit k: 1 = convert neuron 32w+k"),)
+        for i, f in enumerate(fields):
+            bits = f"{f.offset}" if f.width == 1 else f"{f.offset + f.width - 1}:{f.offset}"
+            doc = f.doc or reg.doc
+            if reg.name == "ERROR":
+                doc = _ERROR_DOCS[f.name.upper()]
+            first = i == 0
+            out.append(
+                f"| {'0x%02x' % reg.addr if first else ''} | {name if first else ''} | {reg.access if first else ''} "
+                f"| {('0x%08x' % reg.reset) if first else ''} | {f.name} | {bits} | {f.reset} | {doc} |"
+            )
+    out += [
+        "",
+        "## Streams",
+        "",
+        "`inputs` (host to core) carries `ceil(n_in / lanes)` beats per vector; each beat holds `lanes`",
+        "elements, two's-complement `signed(9)`, element `k` of beat `b` being driven line `b*lanes + k`, and",
+        "`last` on the final beat (`input_beat_layout` in `rtl/core/layouts.py`). `outputs` carries",
+        "`ceil(n_out / lanes)` beats of `OutputElem` (`count[6:0]`, `sign`, `sat`) and `last`.",
+        "`n_in`/`n_out` are rows/cols forward and cols/rows backward.",
+        "",
+        "## Errors",
+        "",
+        "Every error is sticky in `ERROR` (write 1 to clear), raises the `error` port, and a START is",
+        "refused while any bit is set. Configuration errors are evaluated at START and refuse it;",
+        "`PULSE_OVF` is evaluated only when `IN_BITS` is legal and `MAX_COUNT` only when `OUT_BITS` is.",
+        "Stream errors end the run (`STATUS.done`) without producing the failing vector's output.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+_ERROR_DOCS = {
+    "IN_BITS": "START with IN_BITS 0 or > 8, or signed with IN_BITS < 2",
+    "OUT_BITS": "START with OUT_BITS 0 or > 8",
+    "PULSE_MULT": "START with PULSE_MULT 0",
+    "PULSE_OVF": "START with PULSE_MULT * 2**(magnitude bits - 1) above the pulse counter (2**pulse_bits - 1)",
+    "MAX_COUNT": "START with MAX_COUNT above 2**(OUT_BITS - 1) - 1",
+    "TIMING": "START with a T_* register or WATCHDOG equal to 0",
+    "BATCH": "START with BATCH 0",
+    "LINE_MODE": "START with a driven line in the reserved LineMode 3",
+    "START_BUSY": "START while busy or while ERROR is non-zero (refused)",
+    "CONFIG_BUSY": "rw register written while busy (refused, value kept)",
+    "INPUT_RANGE": "input element outside the configured range (vector refused, run ends)",
+    "INPUT_LENGTH": "`last` on the wrong beat (run ends; a missing `last` is drained up to the next one)",
+    "TIMEOUT_IN": "WATCHDOG cycles without an input beat while waiting for one (run ends)",
+    "TIMEOUT_OUT": "WATCHDOG cycles with an output beat not accepted (run ends)",
+    "BAD_ADDR": "read or write of an unmapped address",
+}
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

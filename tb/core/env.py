@@ -268,7 +268,7 @@ class CoreTb:
         return (4 * vectors * self.max_cycles_per_vector() + 2000) * CLOCK_NS / 1000
 
     async def wait_done(self, timeout_us):
-        await with_timeout(self._done.wait(), timeout_us, "us")
+        await with_timeout(self._done.wait(), int(timeout_us * 1000) + 1, "ns")
         await FallingEdge(self.dut.clk)
 
     async def _watch_done(self):
