@@ -439,27 +439,8 @@ class _LfsrBank:
         return bit
 
 
-class ExactCore:
-    """Transaction-level exact core: ``mvm(cfg, x)`` in closed form.
-
-    Parameters
-    ----------
-    weights : array_like of int
-        ``(rows, cols)`` conductance codes ``>= 0`` (integer dtype).
-    params : MacroParams
-        Δ, θ and the noise parameters.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Bad ``weights`` (see :class:`Crossbar`) or ``params`` not a MacroParams.
-
-    Notes
-    -----
-    The core owns the ``lines`` per-neuron LFSRs; each ``mvm`` with ``noise_pulses = P``
-    advances every one of them ``P`` steps, exactly as ``P`` NOISE operations do on a
-    :class:`MacroState`, so a sequence of vectors stays equal between the two views.
-    """
+class _CoreBase:
+    """What both views of the core own: the crossbar, the macro parameters and the LFSRs."""
 
     def __init__(self, weights, params):
         self._xbar = Crossbar(weights)
@@ -488,7 +469,7 @@ class ExactCore:
 
     @property
     def lines(self):
-        """int: ``max(rows, cols)`` (also the number of neurons with an LFSR)."""
+        """int: ``max(rows, cols)``: width of the buses, number of neurons (each with an LFSR)."""
         return self._xbar.lines
 
     @property
@@ -499,6 +480,29 @@ class ExactCore:
     def reset_lfsr(self):
         """Reload every LFSR from ``params.noise_seed`` (as after construction)."""
         self._lfsr = _LfsrBank(self._params.noise_seed, self.lines)
+
+
+class ExactCore(_CoreBase):
+    """Transaction-level exact core: ``mvm(cfg, x)`` in closed form.
+
+    Parameters
+    ----------
+    weights : array_like of int
+        ``(rows, cols)`` conductance codes ``>= 0`` (integer dtype).
+    params : MacroParams
+        Δ, θ and the noise parameters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad ``weights`` (see :class:`Crossbar`) or ``params`` not a MacroParams.
+
+    Notes
+    -----
+    The core owns the ``lines`` per-neuron LFSRs; each ``mvm`` with ``noise_pulses = P``
+    advances every one of them ``P`` steps, exactly as ``P`` NOISE operations do on a
+    :class:`MacroState`, so a sequence of vectors stays equal between the two views.
+    """
 
     def _check(self, cfg):
         _check_cfg(cfg)
@@ -587,7 +591,7 @@ class ExactCore:
 # ---------------------------------------------------------------------------------------------
 
 
-class MacroState:
+class MacroState(_CoreBase):
     """Cycle-level exact macro: reacts to one ``MacroOp`` at a time.
 
     Parameters
@@ -607,10 +611,8 @@ class MacroState:
     """
 
     def __init__(self, weights, params):
-        self._xbar = Crossbar(weights)
-        self._params = _check_params(params)
+        super().__init__(weights, params)
         n = self._xbar.lines
-        self._lfsr = _LfsrBank(params.noise_seed, n)
         self._integ = np.zeros(n, dtype=np.int64)
         self._sampled = np.zeros(n, dtype=np.int64)
         self._backward = False
@@ -622,31 +624,6 @@ class MacroState:
     # -- read-only views ---------------------------------------------------------------------
 
     @property
-    def weights(self):
-        """numpy.ndarray: The conductance codes (int64, read-only)."""
-        return self._xbar.g
-
-    @property
-    def params(self):
-        """MacroParams: The analog parameters."""
-        return self._params
-
-    @property
-    def rows(self):
-        """int: Rows of the array."""
-        return self._xbar.rows
-
-    @property
-    def cols(self):
-        """int: Columns of the array."""
-        return self._xbar.cols
-
-    @property
-    def lines(self):
-        """int: ``max(rows, cols)``: width of the buses, number of neurons."""
-        return self._xbar.lines
-
-    @property
     def backward(self):
         """bool: Current direction."""
         return self._backward
@@ -655,15 +632,6 @@ class MacroState:
     def integrator(self):
         """numpy.ndarray: Copy of the integrators (int64, ``lines`` entries)."""
         return self._integ.copy()
-
-    @property
-    def lfsr_state(self):
-        """numpy.ndarray: Copy of the per-neuron LFSR states (uint32, ``lines`` entries)."""
-        return self._lfsr.state.copy()
-
-    def reset_lfsr(self):
-        """Reload every LFSR from ``params.noise_seed`` (as after construction)."""
-        self._lfsr = _LfsrBank(self._params.noise_seed, self.lines)
 
     def _n_out(self):
         return self.rows if self._backward else self.cols

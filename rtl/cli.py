@@ -110,8 +110,9 @@ def to_verilog(top: str, params: Mapping[str, Any] | None = None, *, tops: Mappi
     return _relative_src(verilog.convert(component, name=top))
 
 
-def generate(top: str, params: Mapping[str, Any] | None, path: str | os.PathLike, *,
-             tops: Mapping[str, Factory] = TOPS) -> Path:
+def generate(
+    top: str, params: Mapping[str, Any] | None, path: str | os.PathLike, *, tops: Mapping[str, Factory] = TOPS
+) -> Path:
     """Write the Verilog of ``top`` to ``path``; rewrite the file only if its content changes.
 
     Returns the path written.
@@ -143,8 +144,13 @@ def main(argv: list[str] | None = None, *, tops: Mapping[str, Factory] = TOPS) -
     )
     parser.add_argument("top", choices=sorted(tops), help="component to emit")
     parser.add_argument("-o", "--output", type=Path, help="Verilog file to write (default: build/verilog/TOP.v)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one parameter (repeatable); VALUE is a Python literal, e.g. rows=32")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one parameter (repeatable); VALUE is a Python literal, e.g. rows=32",
+    )
     args = parser.parse_args(argv)
 
     params = {}

@@ -38,7 +38,9 @@ class InOrderScoreboard:
     def add_actual(self, item):
         if not self.expected:
             self.unexpected += 1
-            self.mismatches.append(f"{self.name}: output #{self.matches + len(self.mismatches)} arrived with nothing expected")
+            self.mismatches.append(
+                f"{self.name}: output #{self.matches + len(self.mismatches)} arrived with nothing expected"
+            )
             return
         want = self.expected.popleft()
         diffs = self.compare(want, item)
@@ -56,5 +58,8 @@ class InOrderScoreboard:
         if drained and self.expected:
             problems.append(f"{self.name}: {len(self.expected)} expected item(s) never arrived")
         if problems:
-            raise AssertionError(f"{self.name} scoreboard: {self.matches} matched, {len(self.mismatches)} mismatched\n  " + "\n  ".join(problems))
+            raise AssertionError(
+                f"{self.name} scoreboard: {self.matches} matched, {len(self.mismatches)} mismatched\n  "
+                + "\n  ".join(problems)
+            )
         return self.matches

@@ -55,9 +55,7 @@ class CsrSignature(wiring.Signature):
 
     def __eq__(self, other):
         return (
-            type(other) is CsrSignature
-            and other.addr_width == self.addr_width
-            and other.data_width == self.data_width
+            type(other) is CsrSignature and other.addr_width == self.addr_width and other.data_width == self.data_width
         )
 
     def __hash__(self):

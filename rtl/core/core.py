@@ -135,7 +135,10 @@ class CimCore(wiring.Component):
         pulse_mult = field("MODE", "pulse_mult")
         max_count = field("MAX_COUNT", "max_count")
         batch = field("BATCH", "batch")
-        timing = {name: field(name, name.lower()) for name in ("T_INIT", "T_SAMPLE", "T_INTEG", "T_COMPARE", "T_DECR", "T_NOISE")}
+        timing = {
+            name: field(name, name.lower())
+            for name in ("T_INIT", "T_SAMPLE", "T_INTEG", "T_COMPARE", "T_DECR", "T_NOISE")
+        }
         noise_pulses = field("NOISE_PULSES", "noise_pulses")
         watchdog = field("WATCHDOG", "watchdog")
         line_mode = Cat(
@@ -266,7 +269,9 @@ class CimCore(wiring.Component):
         for k in range(lanes):
             v = beat.elems[k]
             line = in_beat * lanes + k
-            bad = Mux(signed_in, (v < -mag_max.as_signed()) | (v > mag_max.as_signed()), (v < 0) | (v > mag_max.as_signed()))
+            bad = Mux(
+                signed_in, (v < -mag_max.as_signed()) | (v > mag_max.as_signed()), (v < 0) | (v > mag_max.as_signed())
+            )
             range_errs.append(bad & (line < n_in))
         m.d.comb += beat_range_err.eq(Cat(*range_errs).any())
         is_final = in_beat == in_final
@@ -449,9 +454,7 @@ class CimCore(wiring.Component):
             self.macro.backward.eq(backward),
             regs.busy.eq(busy),
             regs.error_set.eq(
-                err_set
-                | (regs.config_busy << ErrorBit.CONFIG_BUSY)
-                | (regs.bad_addr << ErrorBit.BAD_ADDR)
+                err_set | (regs.config_busy << ErrorBit.CONFIG_BUSY) | (regs.bad_addr << ErrorBit.BAD_ADDR)
             ),
             regs.status.eq(Cat(busy, done_q, regs.error.any(), aborted_q, Const(0, 4), state)),
             regs.id.eq(regmap["ID"].reset),

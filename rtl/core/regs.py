@@ -101,11 +101,7 @@ class ErrorBit:
 
     @classmethod
     def names(cls):
-        return {
-            name: value
-            for name, value in vars(cls).items()
-            if name.isupper() and isinstance(value, int)
-        }
+        return {name: value for name, value in vars(cls).items() if name.isupper() and isinstance(value, int)}
 
 
 class RegisterMap:
@@ -184,7 +180,10 @@ def register_map(*, rows, cols, pulse_bits=8):
             "ERROR",
             0x04,
             "w1c",
-            tuple(Field(name.lower(), bit, 1, 0, "") for name, bit in sorted(ErrorBit.names().items(), key=lambda kv: kv[1])),
+            tuple(
+                Field(name.lower(), bit, 1, 0, "")
+                for name, bit in sorted(ErrorBit.names().items(), key=lambda kv: kv[1])
+            ),
             "Sticky error flags (see ErrorBit). A START is refused while any bit is set.",
         ),
         Register(
@@ -203,7 +202,15 @@ def register_map(*, rows, cols, pulse_bits=8):
             "MAX_COUNT",
             0x06,
             "rw",
-            (Field("max_count", 0, COUNT_BITS, 127, "Decrement steps before a neuron is saturated: 0..2**(OUT_BITS-1)-1 (0 = sign only)."),),
+            (
+                Field(
+                    "max_count",
+                    0,
+                    COUNT_BITS,
+                    127,
+                    "Decrement steps before a neuron is saturated: 0..2**(OUT_BITS-1)-1 (0 = sign only).",
+                ),
+            ),
         ),
         Register("BATCH", 0x07, "rw", (Field("batch", 0, 16, 1, "Vectors per run (>= 1)."),)),
     ]
@@ -216,20 +223,35 @@ def register_map(*, rows, cols, pulse_bits=8):
         "T_NOISE": "Cycles of each NOISE pulse.",
     }
     for i, name in enumerate(timing_doc):
-        regs.append(Register(name, 0x08 + i, "rw", (Field(name.lower(), 0, 16, NEURRAM_TIMING[name], timing_doc[name]),)))
+        regs.append(
+            Register(name, 0x08 + i, "rw", (Field(name.lower(), 0, 16, NEURRAM_TIMING[name], timing_doc[name]),))
+        )
     regs += [
-        Register("NOISE_PULSES", 0x0E, "rw", (Field("noise_pulses", 0, 8, 0, "NOISE pulses between integration and the sign compare (0 = none)."),)),
-        Register("WATCHDOG", 0x0F, "rw", (Field("watchdog", 0, 32, 1 << 20, "Cycles any wait on the host streams may last before TIMEOUT_IN/OUT."),)),
+        Register(
+            "NOISE_PULSES",
+            0x0E,
+            "rw",
+            (Field("noise_pulses", 0, 8, 0, "NOISE pulses between integration and the sign compare (0 = none)."),),
+        ),
+        Register(
+            "WATCHDOG",
+            0x0F,
+            "rw",
+            (Field("watchdog", 0, 32, 1 << 20, "Cycles any wait on the host streams may last before TIMEOUT_IN/OUT."),),
+        ),
         Register("VECTORS", 0x10, "ro", (Field("vectors", 0, 32, 0, "Vectors completed since reset (wraps)."),)),
-        Register("LAST_CYCLES", 0x11, "ro", (Field("cycles", 0, 32, 0, "Cycles from INIT to the last output beat of the latest vector."),)),
+        Register(
+            "LAST_CYCLES",
+            0x11,
+            "ro",
+            (Field("cycles", 0, 32, 0, "Cycles from INIT to the last output beat of the latest vector."),),
+        ),
         Register("LAST_STEPS", 0x12, "ro", (Field("steps", 0, 8, 0, "Decrement steps the latest conversion took."),)),
         Register(
             "PARAMS",
             0x13,
             "ro",
-            (
-                Field("pulse_bits", 0, 8, pulse_bits, "Width of the per-phase pulse counter."),
-            ),
+            (Field("pulse_bits", 0, 8, pulse_bits, "Width of the per-phase pulse counter."),),
         ),
     ]
     for w in range((lines + LINES_PER_WORD - 1) // LINES_PER_WORD):
@@ -240,7 +262,7 @@ def register_map(*, rows, cols, pulse_bits=8):
                 _LINE_MODE_BASE + w,
                 "rw",
                 tuple(Field(f"line{w * LINES_PER_WORD + k}", 2 * k, 2, 1, "") for k in range(n)),
-                f"LineMode of driven lines {w * LINES_PER_WORD}..{w * LINES_PER_WORD + n - 1} (2 bits each; reset POS).",
+                f"LineMode of driven lines {w * LINES_PER_WORD}..{w * LINES_PER_WORD + n - 1} (2 bits each).",
             )
         )
     for w in range((lines + NEURONS_PER_WORD - 1) // NEURONS_PER_WORD):
@@ -251,7 +273,7 @@ def register_map(*, rows, cols, pulse_bits=8):
                 _OUT_MASK_BASE + w,
                 "rw",
                 (Field("mask", 0, n, (1 << n) - 1, f"1 = convert neuron {w * NEURONS_PER_WORD}+bit; 0 = ignore it."),),
-                f"Output mask of neurons {w * NEURONS_PER_WORD}..{w * NEURONS_PER_WORD + n - 1} (reset: all converted).",
+                f"Output mask of neurons {w * NEURONS_PER_WORD}..{w * NEURONS_PER_WORD + n - 1} (reset: all on).",
             )
         )
     return RegisterMap(regs)
@@ -287,7 +309,15 @@ def render_markdown(regmap=None):
         if reg.name.startswith("LINE_MODE"):
             count = len(regmap.array("LINE_MODE"))
             name = f"LINE_MODE0..{count - 1}"
-            fields = (Field("line<16w+k>", 0, 2, 1, "LineMode of driven line 16w+k at bits 2k+1:2k: 0 OFF, 1 POS, 2 NEG, 3 reserved"),)
+            fields = (
+                Field(
+                    "line<16w+k>",
+                    0,
+                    2,
+                    1,
+                    "LineMode of driven line 16w+k at bits 2k+1:2k: 0 OFF, 1 POS, 2 NEG, 3 reserved",
+                ),
+            )
         elif reg.name.startswith("OUT_MASK"):
             count = len(regmap.array("OUT_MASK"))
             name = f"OUT_MASK0..{count - 1}"
@@ -299,8 +329,9 @@ def render_markdown(regmap=None):
                 doc = _ERROR_DOCS[f.name.upper()]
             first = i == 0
             out.append(
-                f"| {'0x%02x' % reg.addr if first else ''} | {name if first else ''} | {reg.access if first else ''} "
-                f"| {('0x%08x' % reg.reset) if first else ''} | {f.name} | {bits} | {f.reset} | {doc} |"
+                f"| {f'0x{reg.addr:02x}' if first else ''} | {name if first else ''} | {reg.access if first else ''} "
+                f"| {f'0x{reg.reset:08x}' if first else ''} | {f.name} | {bits} "
+                f"| {f.reset if f.reset < 10 else hex(f.reset)} | {doc} |"
             )
     out += [
         "",

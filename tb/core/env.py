@@ -189,12 +189,27 @@ class CoreTb:
             MacroOp.NOISE: self.timing["T_NOISE"],
         }
 
-    async def write_config(self, *, backward, signed, in_bits, out_bits, pulse_mult, max_count, noise_pulses=0,
-                           line_modes=None, out_mask=None, timing=None, batch=1, watchdog=100_000):
+    async def write_config(
+        self,
+        *,
+        backward,
+        signed,
+        in_bits,
+        out_bits,
+        pulse_mult,
+        max_count,
+        noise_pulses=0,
+        line_modes=None,
+        out_mask=None,
+        timing=None,
+        batch=1,
+        watchdog=100_000,
+    ):
         """Write raw configuration values (may be illegal: used by the refusal tests)."""
         csr = self.csr
-        await csr.write_fields("MODE", backward=backward, signed=signed, in_bits=in_bits, out_bits=out_bits,
-                               pulse_mult=pulse_mult)
+        await csr.write_fields(
+            "MODE", backward=backward, signed=signed, in_bits=in_bits, out_bits=out_bits, pulse_mult=pulse_mult
+        )
         await csr.write_fields("MAX_COUNT", max_count=max_count)
         await csr.write_fields("BATCH", batch=batch)
         await csr.write_fields("NOISE_PULSES", noise_pulses=noise_pulses)
@@ -303,7 +318,9 @@ class CoreTb:
         padding = elems[n_out:]
         result = CoreOutput(sign=elems[:n_out, 1], count=elems[:n_out, 0], sat=elems[:n_out, 2])
         if padding.any():
-            self.scoreboard.mismatches.append(f"core: non-zero padding elements past neuron {n_out}: {padding.tolist()}")
+            self.scoreboard.mismatches.append(
+                f"core: non-zero padding elements past neuron {n_out}: {padding.tolist()}"
+            )
         self.results.append(result)
         self.scoreboard.add_actual(result)
 
@@ -311,5 +328,7 @@ class CoreTb:
         """End-of-test checks: scoreboard drained and no macro-contract violation."""
         if self.contract.violations:
             shown = "\n  ".join(self.contract.violations[:10])
-            raise AssertionError(f"analog-boundary contract violated {len(self.contract.violations)} time(s):\n  {shown}")
+            raise AssertionError(
+                f"analog-boundary contract violated {len(self.contract.violations)} time(s):\n  {shown}"
+            )
         return self.scoreboard.check()

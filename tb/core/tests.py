@@ -11,7 +11,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 
 from cimdv.model.exact import LineMode, MacroParams
 from cimdv.rtl.core.layouts import CoreState
-from cimdv.rtl.core.regs import NEURRAM_TIMING, ErrorBit
+from cimdv.rtl.core.regs import NEURRAM_TIMING
 from cimdv.tb.core.env import FAST_TIMING, CoreTb, error_names
 from cimdv.tb.sim import params_from_env
 from cimdv.tb.vip.stream import cycle_pause

@@ -95,16 +95,22 @@ def main(argv=None):
         print(f"cimdv-bench: {key} ...", flush=True)
         results[key] = bench_case(key, repeats=args.repeats, seed=seed, scale=args.scale)
         r = results[key]
-        print(f"  {r['cycles_per_mvm']:.0f} cycles/MVM, {r['mvm_per_s']:.1f} MVM/s, {r['cycles_per_s']:,.0f} cycles/s; "
-              f"clock only {r['clock_only_cycles_per_s']:,.0f} (ratio {r['ratio_to_clock_only']:.2f}); "
-              f"native {r['native_clock_only_cycles_per_s']:,.0f}; mismatches {r['mismatches']}")
+        print(
+            f"  {r['cycles_per_mvm']:.0f} cycles/MVM, {r['mvm_per_s']:.1f} MVM/s, {r['cycles_per_s']:,.0f} cycles/s; "
+            f"clock only {r['clock_only_cycles_per_s']:,.0f} (ratio {r['ratio_to_clock_only']:.2f}); "
+            f"native {r['native_clock_only_cycles_per_s']:,.0f}; mismatches {r['mismatches']}"
+        )
     targets = {}
     if "core_mvm_verilator" in results:
         ratio = results["core_mvm_verilator"]["ratio_to_clock_only"]
         targets["core_mvm_verilator_ratio"] = {"value": ratio, "target": RATIO_TARGET, "met": ratio >= RATIO_TARGET}
     results["targets"] = targets
-    results["meta"] = {"seed": seed, "repeats": args.repeats, "scale": args.scale,
-                       "wall_s": time.perf_counter() - wall0}
+    results["meta"] = {
+        "seed": seed,
+        "repeats": args.repeats,
+        "scale": args.scale,
+        "wall_s": time.perf_counter() - wall0,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"cimdv-bench: wrote {out}")

@@ -33,8 +33,12 @@ def parser():
     p = argparse.ArgumentParser(prog="cimdv-sim", description=__doc__.splitlines()[0])
     p.add_argument("--sim", choices=SIMULATORS, default="verilator", help="simulator (default: verilator)")
     p.add_argument("--vectors", type=positive_int, default=16, help="input vectors in the batch (default: 16)")
-    p.add_argument("--timing", choices=sorted(TIMINGS), default="neurram",
-                   help="phase timing: NeuRRAM's defaults at 100 MHz, or the contract's minimum (default: neurram)")
+    p.add_argument(
+        "--timing",
+        choices=sorted(TIMINGS),
+        default="neurram",
+        help="phase timing: NeuRRAM's defaults at 100 MHz, or the contract's minimum (default: neurram)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: fresh, printed)")
     p.add_argument("--out", type=Path, default=BUILD_ROOT / "sim" / "summary.json", help="summary JSON path")
     return p
@@ -70,21 +74,30 @@ def main(argv=None):
         "mean_count": report["mean_count"],
         "saturated_fraction": report["saturated_fraction"],
         "wall_s": wall,
-        "reproduce": f"make sim SIM={args.sim} SIM_ARGS='--vectors {args.vectors} --timing {args.timing} --seed {seed}'",
+        "reproduce": (
+            f"make sim SIM={args.sim} SIM_ARGS='--vectors {args.vectors} --timing {args.timing} --seed {seed}'"
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(table([
-        ("vectors", summary["vectors"]),
-        ("matches", summary["matches"]),
-        ("mismatches", summary["mismatches"]),
-        ("cycles per MVM", f"{summary['cycles_per_mvm']:.0f}"),
-        ("wall seconds (simulation)", f"{summary['sim_wall_s']:.2f}"),
-        ("wall seconds (total, incl. build)", f"{wall:.2f}"),
-        ("simulated cycles per second", f"{summary['sim_cycles_per_s']:,.0f}"),
-        ("MVMs per second", f"{summary['mvm_per_s']:.1f}"),
-        ("mean |count|, saturated fraction", f"{summary['mean_count']:.1f}, {summary['saturated_fraction']:.3f}"),
-    ]))
+    print(
+        table(
+            [
+                ("vectors", summary["vectors"]),
+                ("matches", summary["matches"]),
+                ("mismatches", summary["mismatches"]),
+                ("cycles per MVM", f"{summary['cycles_per_mvm']:.0f}"),
+                ("wall seconds (simulation)", f"{summary['sim_wall_s']:.2f}"),
+                ("wall seconds (total, incl. build)", f"{wall:.2f}"),
+                ("simulated cycles per second", f"{summary['sim_cycles_per_s']:,.0f}"),
+                ("MVMs per second", f"{summary['mvm_per_s']:.1f}"),
+                (
+                    "mean |count|, saturated fraction",
+                    f"{summary['mean_count']:.1f}, {summary['saturated_fraction']:.3f}",
+                ),
+            ]
+        )
+    )
     print(f"cimdv-sim: wrote {args.out}")
     if summary["mismatches"] or summary["matches"] != summary["vectors"]:
         print(f"cimdv-sim: FAILED: {summary['mismatches']} mismatching vector(s); reproduce: {summary['reproduce']}")

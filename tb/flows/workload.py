@@ -22,20 +22,37 @@ TIMINGS = {"neurram": dict(NEURRAM_TIMING), "fast": dict(FAST_TIMING)}
 def _run_json(params, sim, module, seed, env):
     with tempfile.TemporaryDirectory(prefix="cimdv-") as tmp:
         out = Path(tmp) / "report.json"
-        result = simflow.run("core", params, sim, module, seed=seed,
-                             extra_env={**env, "CIMDV_WORKLOAD_OUT": str(out)})
+        result = simflow.run("core", params, sim, module, seed=seed, extra_env={**env, "CIMDV_WORKLOAD_OUT": str(out)})
         report = json.loads(out.read_text())
     report["reproduce"] = result.reproduce
     return report
 
 
-def run_workload(*, sim, seed, vectors, timing="neurram", params=FULL_CORE, in_bits=4, signed=True, out_bits=8,
-                 pulse_mult=1, check_contract=False):
+def run_workload(
+    *,
+    sim,
+    seed,
+    vectors,
+    timing="neurram",
+    params=FULL_CORE,
+    in_bits=4,
+    signed=True,
+    out_bits=8,
+    pulse_mult=1,
+    check_contract=False,
+):
     """Run ``vectors`` random MVMs through the RTL, checked against the model; returns the report dict."""
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {sorted(TIMINGS)}, not {timing!r}")
-    knobs = {"vectors": vectors, "timing": TIMINGS[timing], "in_bits": in_bits, "signed": signed,
-             "out_bits": out_bits, "pulse_mult": pulse_mult, "check_contract": check_contract}
+    knobs = {
+        "vectors": vectors,
+        "timing": TIMINGS[timing],
+        "in_bits": in_bits,
+        "signed": signed,
+        "out_bits": out_bits,
+        "pulse_mult": pulse_mult,
+        "check_contract": check_contract,
+    }
     report = _run_json(params, sim, "cimdv.tb.core.workload", seed, {"CIMDV_WORKLOAD": json.dumps(knobs)})
     report["timing_name"] = timing
     return report

@@ -14,12 +14,12 @@ Two agents on the ``macro`` port (docs/analog-boundary.md):
 
 from collections import Counter
 
-import cocotb
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, ValueChange
 from cocotb.types import Logic
 
 from cimdv.model.exact import MacroOp
+from cimdv.tb.vip.agent import Agent
 
 __all__ = ["MacroResponder", "MacroContractChecker"]
 
@@ -33,7 +33,7 @@ class _MacroPort:
         self.cmp = getattr(dut, f"{prefix}__cmp")
 
 
-class _Tracked:
+class _Tracked(Agent):
     """History of a signal's values with the simulator time each one took effect.
 
     A watcher task wakes only when the signal changes. :meth:`at` answers "what was the
@@ -45,16 +45,10 @@ class _Tracked:
     def __init__(self, handle):
         self.handle = handle
         self.history = []  # (time, value), oldest first
-        self._task = None
 
     def start(self):
         self.history = [(get_sim_time("step"), self._read())]
-        self._task = cocotb.start_soon(self._run())
-
-    def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        return super().start()
 
     def _read(self):
         value = self.handle.value
@@ -81,7 +75,7 @@ class _Tracked:
         return history[0][1]
 
 
-class MacroResponder:
+class MacroResponder(Agent):
     """Reactive agent that answers the controller's macro operations.
 
     Parameters
@@ -110,7 +104,6 @@ class MacroResponder:
         self.port = _MacroPort(dut, prefix)
         self.state = state
         self.ops = Counter()
-        self._tasks = []
         self._drive = _Tracked(self.port.drive)
         self._dec_up = _Tracked(self.port.dec_up)
         self._backward = _Tracked(self.port.backward)
@@ -125,15 +118,12 @@ class MacroResponder:
     def start(self):
         for tracked in (self._drive, self._dec_up, self._backward):
             tracked.start()
-        self._tasks = [cocotb.start_soon(self._run())]
-        return self
+        return super().start()
 
     def stop(self):
         for tracked in (self._drive, self._dec_up, self._backward):
             tracked.stop()
-        for task in self._tasks:
-            task.cancel()
-        self._tasks = []
+        super().stop()
 
     def _flush(self):
         """Apply the SAMPLE or DECREMENT that started at the recorded time."""
@@ -173,7 +163,7 @@ class MacroResponder:
                 self.state.apply(op)
 
 
-class MacroContractChecker:
+class MacroContractChecker(Agent):
     """Passive checker of the controller's side of the analog-boundary contract.
 
     Attributes
@@ -191,16 +181,6 @@ class MacroContractChecker:
         self.hold_cycles = None
         self.clock_period_steps = 1
         self.violations = []
-        self._task = None
-
-    def start(self):
-        self._task = cocotb.start_soon(self._run())
-        return self
-
-    def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     async def _run(self):
         port = self.port
@@ -225,5 +205,7 @@ class MacroContractChecker:
                 held = (now - prev_t) / self.clock_period_steps
                 want = self.hold_cycles.get(prev_op)
                 if want is not None and held != want:
-                    self.violations.append(f"{prev_op.name} held {held:g} cycles, configured {want} (ended at step {now})")
+                    self.violations.append(
+                        f"{prev_op.name} held {held:g} cycles, configured {want} (ended at step {now})"
+                    )
             prev_op, prev_t = op, now

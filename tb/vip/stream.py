@@ -8,9 +8,9 @@ every clock edge while its stream is idle.
 
 import itertools
 
-import cocotb
 from cocotb.triggers import Event, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
+from cimdv.tb.vip.agent import Agent
 from cimdv.tb.vip.codec import LayoutCodec
 
 __all__ = ["StreamBus", "StreamSource", "StreamSink", "StreamMonitor", "cycle_pause"]
@@ -101,7 +101,7 @@ class StreamSource:
         self.bus.valid.value = 0
 
 
-class StreamMonitor:
+class StreamMonitor(Agent):
     """Passive observer of transfers (``valid & ready`` at a rising edge).
 
     Callbacks receive the unpacked payload view of every transfer. The monitor sleeps on
@@ -113,19 +113,9 @@ class StreamMonitor:
         self.clock = clock
         self.callbacks = []
         self.transfers = 0
-        self._task = None
 
     def add_callback(self, callback):
         self.callbacks.append(callback)
-
-    def start(self):
-        self._task = cocotb.start_soon(self._run())
-        return self
-
-    def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
     async def _run(self):
         # Transfers are decided at the rising edge; the monitor samples valid, ready and the
@@ -151,7 +141,7 @@ class StreamMonitor:
             await RisingEdge(clock)
 
 
-class StreamSink:
+class StreamSink(Agent):
     """Active consumer: drives ``ready`` (with optional stalls) while the DUT is valid.
 
     Parameters
@@ -167,17 +157,10 @@ class StreamSink:
         self.clock = clock
         self.pause = pause
         self.bus.ready.value = 0
-        self._task = None
         self.idle = Event()
 
-    def start(self):
-        self._task = cocotb.start_soon(self._run())
-        return self
-
     def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        super().stop()
         self.bus.ready.value = 0
 
     async def _run(self):

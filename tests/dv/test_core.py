@@ -5,16 +5,13 @@ lists them one by one), parametrised over simulator and core geometry. The cocot
 comes from the ``seed`` fixture; a failure prints it with the command that reproduces it.
 """
 
-import ast
 import json
-from pathlib import Path
 
 import pytest
 
 from cimdv.tb import sim as simflow
 
 MODULE = "cimdv.tb.core.tests"
-SOURCE = Path(__file__).resolve().parents[2] / "tb" / "core" / "tests.py"
 
 #: Geometries: rows > cols with 4 lanes; cols > rows with lanes that do not divide the lines.
 GEOMETRIES = {
@@ -26,19 +23,7 @@ FULL = {"rows": 256, "cols": 256, "lanes": 16, "pulse_bits": 8}
 FULL_TESTS = ("random_configs_and_vectors", "saturation_both_signs", "backward_mvm", "illegal_configs_refused")
 
 
-def cocotb_tests(path=SOURCE):
-    """Names of the functions decorated with ``@cocotb.test`` in ``path`` (AST scan, no import)."""
-    names = []
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.AsyncFunctionDef):
-            for deco in node.decorator_list:
-                target = deco.func if isinstance(deco, ast.Call) else deco
-                if ast.unparse(target) == "cocotb.test":
-                    names.append(node.name)
-    return names
-
-
-TESTS = cocotb_tests()
+TESTS = simflow.cocotb_test_names(MODULE)
 
 
 @pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
@@ -57,10 +42,19 @@ def test_core_full_size(sim, seed, testcase):
 def test_core_workload_full_size(sim, seed, tmp_path):
     """The make-sim workload at 256 x 256, NeuRRAM timing shortened, checked exactly."""
     out = tmp_path / "workload.json"
-    knobs = {"vectors": 2, "check_contract": True, "timing": {"T_INIT": 2, "T_SAMPLE": 1, "T_INTEG": 3,
-                                                              "T_COMPARE": 2, "T_DECR": 1, "T_NOISE": 1}}
-    simflow.run("core", FULL, sim, "cimdv.tb.core.workload", seed=seed,
-                extra_env={"CIMDV_WORKLOAD": json.dumps(knobs), "CIMDV_WORKLOAD_OUT": str(out)})
+    knobs = {
+        "vectors": 2,
+        "check_contract": True,
+        "timing": {"T_INIT": 2, "T_SAMPLE": 1, "T_INTEG": 3, "T_COMPARE": 2, "T_DECR": 1, "T_NOISE": 1},
+    }
+    simflow.run(
+        "core",
+        FULL,
+        sim,
+        "cimdv.tb.core.workload",
+        seed=seed,
+        extra_env={"CIMDV_WORKLOAD": json.dumps(knobs), "CIMDV_WORKLOAD_OUT": str(out)},
+    )
     report = json.loads(out.read_text())
     assert report["vectors"] == report["outputs"] == report["matches"] == 2
     assert report["mismatches"] == 0 and report["contract_checked"]

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from cimdv.model import (
     CoreConfig,
     Crossbar,
@@ -361,7 +362,7 @@ def _bitwise_galois(state):
     """Independent bit-list model: taps of x^16 + x^14 + x^13 + x^11 + 1, right shift."""
     bits = [(state >> i) & 1 for i in range(16)]
     out = bits[0]
-    bits = bits[1:] + [0]
+    bits = [*bits[1:], 0]
     if out:
         for t in (15, 13, 12, 10):  # x^16 -> bit 15, x^14 -> 13, x^13 -> 12, x^11 -> 10
             bits[t] ^= 1

@@ -15,7 +15,9 @@ def test_output_beats_round_trip(lanes):
     rng = random.Random(lanes)
     for _ in range(50):
         beat = {
-            "elems": [{"count": rng.randrange(128), "sign": rng.randrange(2), "sat": rng.randrange(2)} for _ in range(lanes)],
+            "elems": [
+                {"count": rng.randrange(128), "sign": rng.randrange(2), "sat": rng.randrange(2)} for _ in range(lanes)
+            ],
             "last": rng.randrange(2),
         }
         bits = layout.const(beat).as_value().value

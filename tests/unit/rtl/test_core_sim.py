@@ -42,8 +42,13 @@ def run_core(cfg, xs, weights, params, *, timing=1):
 
         mode = regmap["MODE"]
         value = 0
-        for name, v in (("backward", cfg.backward), ("signed", cfg.signed), ("in_bits", cfg.in_bits),
-                        ("out_bits", cfg.out_bits), ("pulse_mult", cfg.pulse_mult)):
+        for name, v in (
+            ("backward", cfg.backward),
+            ("signed", cfg.signed),
+            ("in_bits", cfg.in_bits),
+            ("out_bits", cfg.out_bits),
+            ("pulse_mult", cfg.pulse_mult),
+        ):
             value |= int(v) << mode.field(name).offset
         await write("MODE", value)
         await write("MAX_COUNT", cfg.max_count)
@@ -67,8 +72,12 @@ def run_core(cfg, xs, weights, params, *, timing=1):
                 ctx.set(dut.inputs.valid, 0)
             op = MacroOp(ctx.get(dut.macro.op))
             if op != prev_op:  # the contract: act on a change of op
-                cmp = macro.apply(op.value, drive_bits=ctx.get(dut.macro.drive), dec_up_bits=ctx.get(dut.macro.dec_up),
-                                  backward=ctx.get(dut.macro.backward))
+                cmp = macro.apply(
+                    op.value,
+                    drive_bits=ctx.get(dut.macro.drive),
+                    dec_up_bits=ctx.get(dut.macro.dec_up),
+                    backward=ctx.get(dut.macro.backward),
+                )
                 if cmp is not None:
                     ctx.set(dut.macro.cmp, cmp)
             prev_op = op
@@ -90,7 +99,10 @@ def run_core(cfg, xs, weights, params, *, timing=1):
     def beats(x):
         n = -(-len(x) // LANES)
         return [
-            {"elems": [int(x[b * LANES + k]) if b * LANES + k < len(x) else 0 for k in range(LANES)], "last": int(b == n - 1)}
+            {
+                "elems": [int(x[b * LANES + k]) if b * LANES + k < len(x) else 0 for k in range(LANES)],
+                "last": int(b == n - 1),
+            }
             for b in range(n)
         ]
 
@@ -106,11 +118,22 @@ def run_core(cfg, xs, weights, params, *, timing=1):
 def test_core_matches_model(backward, seed):
     rng = np.random.default_rng(seed)
     weights = rng.integers(0, 32, size=(ROWS, COLS))
-    params = MacroParams(delta=int(rng.integers(20, 60)), threshold=int(rng.integers(-5, 6)), noise_q=7, noise_seed=seed)
-    cfg = CoreConfig(rows=ROWS, cols=COLS, backward=backward, signed=True, in_bits=4, out_bits=6, pulse_mult=2,
-                     max_count=31, noise_pulses=2,
-                     line_modes=tuple(int(v) for v in rng.choice([0, 1, 2], size=ROWS)),
-                     out_mask=tuple(bool(v) for v in rng.integers(0, 4, size=ROWS) > 0))
+    params = MacroParams(
+        delta=int(rng.integers(20, 60)), threshold=int(rng.integers(-5, 6)), noise_q=7, noise_seed=seed
+    )
+    cfg = CoreConfig(
+        rows=ROWS,
+        cols=COLS,
+        backward=backward,
+        signed=True,
+        in_bits=4,
+        out_bits=6,
+        pulse_mult=2,
+        max_count=31,
+        noise_pulses=2,
+        line_modes=tuple(int(v) for v in rng.choice([0, 1, 2], size=ROWS)),
+        out_mask=tuple(bool(v) for v in rng.integers(0, 4, size=ROWS) > 0),
+    )
     lo, hi = cfg.in_range
     xs = rng.integers(lo, hi + 1, size=(3, cfg.n_in))
     results, status = run_core(cfg, xs, weights, params)
@@ -126,13 +149,15 @@ def test_core_matches_model(backward, seed):
 
 
 def test_illegal_configuration_is_refused():
-    cfg = CoreConfig(rows=ROWS, cols=COLS, backward=False, signed=False, in_bits=3, out_bits=3, pulse_mult=1,
-                     max_count=3)
+    cfg = CoreConfig(
+        rows=ROWS, cols=COLS, backward=False, signed=False, in_bits=3, out_bits=3, pulse_mult=1, max_count=3
+    )
     # MAX_COUNT 3 is legal for 3-bit outputs; the bench writes 4 to make it illegal.
     illegal = cfg.replace(max_count=3)
     object.__setattr__(illegal, "max_count", 4)
-    results, status = run_core(illegal, [np.zeros(ROWS, dtype=int)], np.zeros((ROWS, COLS), dtype=int),
-                               MacroParams(delta=1))
+    results, status = run_core(
+        illegal, [np.zeros(ROWS, dtype=int)], np.zeros((ROWS, COLS), dtype=int), MacroParams(delta=1)
+    )
     assert results == []
     assert status["error"] == 1 << ErrorBit.MAX_COUNT
 

