@@ -13,14 +13,24 @@ packages_for() {  # tool -> Debian package
     esac
 }
 
+is_root_with_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+
 missing=()
 for tool in iverilog vvp g++ make perl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+    # Optional speed-up only: a failure to install ccache is not an error.
+    if ! command -v ccache >/dev/null 2>&1 && is_root_with_apt; then
+        echo "require-tools: installing ccache (optional: faster Verilator rebuilds)" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ccache; } >/dev/null 2>&1 \
+            || echo "require-tools: ccache not installed (optional), continuing" >&2
+    fi
+    exit 0
+fi
 
 packages=$(for tool in "${missing[@]}"; do packages_for "$tool"; done | sort -u | tr '\n' ' ')
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+if is_root_with_apt; then
     echo "require-tools: installing ${packages}(missing: ${missing[*]}) and ccache" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -9,6 +9,7 @@ Knobs (``CIMDV_WORKLOAD``, JSON): ``vectors``, ``in_bits``, ``signed``, ``out_bi
 checker too; costs a little speed), ``weight_high`` (codes are drawn from 0..weight_high-1).
 """
 
+import hashlib
 import json
 import os
 import time
@@ -79,6 +80,9 @@ async def mvm_workload(dut):
     mismatches = len(tb.scoreboard.mismatches) + len(tb.scoreboard.expected)
     counts = np.concatenate([r.count for r in tb.results]) if tb.results else np.zeros(0)
     sats = np.concatenate([r.sat for r in tb.results]) if tb.results else np.zeros(0)
+    digest = hashlib.sha256()
+    for r in tb.results:
+        digest.update(np.stack([r.sign, r.count, r.sat]).astype(np.int64).tobytes())
     report = {
         "rows": tb.rows,
         "cols": tb.cols,
@@ -101,6 +105,7 @@ async def mvm_workload(dut):
         "mean_count": float(counts.mean()) if counts.size else 0.0,
         "saturated_fraction": float(sats.mean()) if sats.size else 0.0,
         "contract_checked": bool(knobs["check_contract"]),
+        "outputs_sha256": digest.hexdigest(),
         "seed": tb.seed,
     }
     out = os.environ.get("CIMDV_WORKLOAD_OUT")
