@@ -8,10 +8,11 @@ Flag table
 ========================== =========== ====================================================================
 flag / setting             simulator   reason
 ========================== =========== ====================================================================
-``always @*`` →            both        Icarus ``-g2012`` never wakes Yosys' ``always @*`` blocks, so
-``always_comb``                        combinational outputs stay X at time 0 (toolchain pitfall 5). The
-                                       rewrite is applied to the simulation copy only; ``build/verilog/``
-                                       keeps the raw file for synthesis.
+Yosys' time-0 dummy      icarus      Icarus ``-g2012`` never wakes Yosys' ``always @*`` blocks, so
+register set by                        combinational outputs stay X at time 0 (toolchain pitfall 5). The
+``initial #0``                         simulation copy sets the dummy register Yosys reads in every block at
+                                       ``#0`` (an event); ``build/verilog/`` keeps the raw file. Rewriting to
+                                       ``always_comb`` also works but is ~4x slower on Icarus 11.
 timescale ``1ns/1ps``      both        Yosys output has no `` `timescale`` (pitfall 6).
 ``-g2012``                 icarus      forced by cocotb's runner.
 ``sim/verilator.vlt``      verilator   one waiver per warning class of Yosys output, each with its reason;
@@ -249,12 +250,24 @@ def param_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
 
-_ALWAYS_STAR = re.compile(r"\balways\s*@\s*(?:\*|\(\s*\*\s*\))")
+# Yosys declares one dummy register per module, ``reg \$auto$verilog_backend.cc:N:dump_module$M = 0;``, and
+# reads it in every ``always @*`` block so that the blocks evaluate once at time 0. Under ``-g2012`` an
+# initialiser creates no event, so nothing wakes them and combinational outputs stay X (pitfall 5).
+_YOSYS_DUMMY = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;$", re.MULTILINE)
 
 
-def sim_verilog_text(text: str) -> str:
-    """The simulation copy of generated Verilog: ``always @*`` → ``always_comb`` (toolchain pitfall 5)."""
-    return _ALWAYS_STAR.sub("always_comb", text)
+def sim_verilog_text(text: str, sim: str = "icarus") -> str:
+    """The simulation copy of generated Verilog for ``sim`` (toolchain pitfall 5).
+
+    Icarus: Yosys' time-0 dummy register is declared without initialiser and set by ``initial #0`` instead,
+    so its change (X -> 0, after every process has started) wakes each ``always @*`` block once. This
+    keeps Yosys' ``always @*`` blocks; rewriting them to ``always_comb`` also works but Icarus 11 then
+    makes every block sensitive to whole vectors and simulates the 256 x 256 core ~4x slower.
+    Verilator evaluates everything at time 0 by itself and gets the raw text.
+    """
+    if sim == "verilator":
+        return text
+    return _YOSYS_DUMMY.sub(lambda m: f"{m[1]}reg {m[2]};\n{m[1]}initial #0 {m[2]} = 1'h0;", text)
 
 
 def top_ports(text: str, top: str) -> list[str]:
@@ -336,7 +349,7 @@ class Build:
     top: str
     params: dict
     build_dir: Path
-    verilog: Path  # the simulation copy (always_comb)
+    verilog: Path  # the simulation copy (sim_verilog_text)
     public: bool  # Verilator: --public-flat-rw kept (every net visible through VPI)
     waves: bool
     build_s: float  # wall time spent building in this call (0.0 when reused)
@@ -372,7 +385,7 @@ def build(
     raw, full = generate_verilog(top, params, tops=tops)
     key = (sim, top, json.dumps(full, sort_keys=True), waves, public)
     raw_text = raw.read_text()
-    text = sim_verilog_text(raw_text)
+    text = sim_verilog_text(raw_text, sim)
     if key in _BUILT and _BUILT[key].verilog.read_text() == text:
         return _BUILT[key]
 

@@ -3,8 +3,8 @@
 A generated harness instantiates the DUT with every input tied to 0 except ``clk`` (toggling, 10 ns) and
 ``rst`` (high for :data:`RESET_CYCLES` cycles, then low), folds every output into an XOR accumulator so no
 logic is optimised away, runs ``+cycles=N`` cycles and ``$finish``-es. It is built once per Verilog content
-with (a) ``verilator --binary --timing`` and (b) ``iverilog -g2012`` + ``vvp``, both on the ``always_comb``
-simulation copy (toolchain pitfall 5), under ``build/clock_only/<sim>/<top>-<digest>/``.
+with (a) ``verilator --binary --timing`` and (b) ``iverilog -g2012`` + ``vvp``, both on the simulation
+copy of ``cimdv.tb.sim.sim_verilog_text`` (toolchain pitfall 5), under ``build/clock_only/<sim>/<top>-<digest>/``.
 
 The figure is cycles divided by the wall time of the simulation binary alone (its start-up included,
 the build excluded). For the bench author::
@@ -168,7 +168,7 @@ def measure(verilog_path: str | os.PathLike, top: str, sim: str, cycles: int) ->
         raise ValueError(f"unknown simulator {sim!r}; valid: {', '.join(SIMULATORS)}")
     if cycles < RESET_CYCLES + 1:
         raise ValueError(f"cycles must be > {RESET_CYCLES} (the reset)")
-    text = sim_verilog_text(Path(verilog_path).read_text())
+    text = sim_verilog_text(Path(verilog_path).read_text(), sim)
     harness = harness_text(top_port_decls(text, top), top)
     digest = hashlib.sha256((text + harness + VLT_FILE.read_text()).encode()).hexdigest()[:12]
     build_dir = BUILD_ROOT / "clock_only" / sim / f"{top}-{digest}"
