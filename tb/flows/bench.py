@@ -17,19 +17,95 @@ the shortest timing the contract allows. Targets are checked here, never in time
 
 import argparse
 import json
+import os
 import secrets
 import statistics
+import subprocess
 import sys
 import time
+import timeit
 
 from cimdv.tb import sim as simflow
 from cimdv.tb.flows.clock_only import measure as native_clock_only
 from cimdv.tb.flows.workload import FULL_CORE, run_clock_only, run_workload
 
-__all__ = ["main", "RATIO_TARGET"]
+__all__ = ["main", "RATIO_TARGET", "bench_model", "MODEL_TARGETS"]
 
 #: cocotb cycles/s over clock-only cycles/s that the Verilator default-timing run must reach.
 RATIO_TARGET = 0.3
+
+#: Speed targets of the physical golden model (cim-golden-model.md §4.3).
+MODEL_TARGETS = {"model_mvm_us": 20.0, "model_mvm_batched_us": 4.0, "model_chip_step_ms": 0.5}
+
+
+def _best_us(fn, number, repeats):
+    """Median over ``repeats`` of the mean time of ``number`` calls, in µs (shared, noisy machine)."""
+    times = [timeit.timeit(fn, number=number) / number for _ in range(repeats)]
+    return statistics.median(times) * 1e6
+
+
+def bench_model(repeats=5):
+    """Model speed, measured in a child process with single-threaded BLAS.
+
+    On a shared 2-core machine OpenBLAS' second thread waits for a core that may be busy,
+    which turns a 0.2 ms product into 15 ms at random; one thread is both faster and
+    repeatable (cim-golden-model.md §4.2 reports its anchors at 1 thread too).
+    """
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = f"import json; from cimdv.tb.flows.bench import measure_model; print(json.dumps(measure_model({repeats})))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"model benchmark failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["blas_threads"] = 1
+    return result
+
+
+def measure_model(repeats=5):
+    """Speed of the physical model: one MVM, a batch, a 48-core chip step, and raw numpy alongside."""
+    import numpy as np
+
+    from cimdv.model.encoding import CoreConfig
+    from cimdv.model.physical import CoreStack, PhysicalCore, PhysicalParams
+
+    rng = np.random.default_rng(0)
+    cfg = CoreConfig(
+        rows=256, cols=256, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=1, max_count=127
+    )
+    # Every per-activation and static term on (full noise), count-mode IF-ADC.
+    params = PhysicalParams(
+        voltage_mode=True,
+        g_par_uS=1.0,
+        read_noise_uS=0.4,
+        ktc_noise_V=2e-4,
+        column_gain_sigma=0.02,
+        comparator_offset_V=1e-3,
+        cds_residual_V=5e-4,
+        decrement_asymmetry=0.05,
+        decrement_mismatch=0.01,
+        delta_V=1e-3,
+    )
+    cores = [PhysicalCore(rng.uniform(0.0, 40.0, (256, 256)), params, seed=i) for i in range(48)]
+    core, stack = cores[0], CoreStack(cores)
+    noise = np.random.default_rng(1)
+    x = rng.integers(-7, 8, 256)
+    batch = rng.integers(-7, 8, (256, 256))
+    chip = rng.integers(-7, 8, (48, 256))
+    g64, xf = core.g, x.astype(np.float64)
+    weights32 = np.stack([c.g for c in cores]).astype(np.float32)
+    core.mvm(cfg, x, noise), stack.mvm(cfg, chip, noise)  # warm the plans
+    result = {
+        "model_mvm_us": _best_us(lambda: core.mvm(cfg, x, noise), 2000, repeats),
+        "model_mvm_batched_us": _best_us(lambda: core.mvm_batch(cfg, batch, noise), 20, repeats) / 256,
+        "model_chip_step_ms": _best_us(lambda: stack.mvm(cfg, chip, noise), 100, repeats) / 1000,
+        "numpy_gemv_us": _best_us(lambda: xf @ g64, 2000, repeats),
+        # The floor of a chip step on this machine: reading 48 x 256 KiB of float32 weights once.
+        "weights_read_ms": _best_us(lambda: weights32.sum(), 50, repeats) / 1000,
+        "config": "256x256, 4-bit signed, 8-bit count IF-ADC, voltage mode, read + kT/C noise, all static terms",
+    }
+    result["mvm_over_gemv"] = result["model_mvm_us"] / result["numpy_gemv_us"]
+    return result
+
 
 CASES = {
     # key: (simulator, timing, vectors, clock-only cycles, native clock-only cycles)
@@ -77,7 +153,12 @@ def bench_case(key, *, repeats, seed, scale):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="cimdv-bench", description=__doc__.splitlines()[0])
-    p.add_argument("--case", action="append", choices=sorted(CASES), help="run only these cases (repeatable)")
+    p.add_argument(
+        "--case",
+        action="append",
+        choices=[*sorted(CASES), "model"],
+        help="run only these cases (repeatable; 'model' = golden-model speed)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per case (default: 3)")
     p.add_argument("--scale", type=float, default=1.0, help="scale vectors and cycles (smoke runs: 0.1)")
     p.add_argument("--seed", type=int, default=None)
@@ -91,8 +172,17 @@ def main(argv=None):
     out = simflow.BUILD_ROOT / "bench" / "results.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     wall0 = time.perf_counter()
-    for key in args.case or list(CASES):
+    for key in args.case or [*CASES, "model"]:
         print(f"cimdv-bench: {key} ...", flush=True)
+        if key == "model":
+            results["model"] = bench_model(args.repeats)
+            m = results["model"]
+            print(
+                f"  model MVM {m['model_mvm_us']:.1f} us (gemv {m['numpy_gemv_us']:.1f} us), batched "
+                f"{m['model_mvm_batched_us']:.2f} us/vector, chip step {m['model_chip_step_ms']:.3f} ms "
+                f"(weights read {m['weights_read_ms']:.3f} ms)"
+            )
+            continue
         results[key] = bench_case(key, repeats=args.repeats, seed=seed, scale=args.scale)
         r = results[key]
         print(
@@ -104,6 +194,10 @@ def main(argv=None):
     if "core_mvm_verilator" in results:
         ratio = results["core_mvm_verilator"]["ratio_to_clock_only"]
         targets["core_mvm_verilator_ratio"] = {"value": ratio, "target": RATIO_TARGET, "met": ratio >= RATIO_TARGET}
+    if "model" in results:
+        for key, target in MODEL_TARGETS.items():
+            value = results["model"][key]
+            targets[key] = {"value": value, "target": target, "met": value <= target}
     results["targets"] = targets
     results["meta"] = {
         "seed": seed,

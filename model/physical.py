@@ -1,0 +1,630 @@
+"""Physical model of one core: voltage-mode crossbar, 2-phase bit-serial sampling, IF-ADC.
+
+Every non-ideality is one documented term of :class:`PhysicalParams`, and every term at 0
+(or None) is ideal. With all terms ideal, integer conductance codes as ``g_uS``,
+``v_read_V = 1`` and an integer quantum, :class:`PhysicalCore` is bit-identical to
+:class:`cimdv.model.exact.ExactCore` (a test proves it on random inputs).
+
+Units: conductances in µS, voltages in V. The integrator is kept in "sampled volts": one
+sample of a line settled at ``ΔV`` adds ``sample_gain · ΔV`` (``C_s/C_int`` folded into
+``sample_gain``), and one decrement removes ``delta_V``. Without voltage-mode
+normalisation a line "voltage" is the current sum ``V_r · Σ p·G`` in V·µS; the units
+then follow the ideal exact model (integer codes, integer quantum).
+
+Equations (cim-golden-model.md §3.2-3.4; neurram-chip.md §3):
+
+* phase (b, φ) of a vector drives line i with p_i ∈ {-1, 0, +1} (docs/analog-boundary.md §3.1);
+  positive lines sit at +v_read, negative at -v_neg = -v_read·(1 - vneg_error);
+* voltage mode: ΔV_j = (v_read Σ_{p=+1} G_ij - v_neg Σ_{p=-1} G_ij) / (Σ_{connected} G_ij + g_par);
+  forward, OFF lines are disconnected; backward every line is connected;
+* bit b is sampled N_b = M·2^b times per phase; with droop α the k-th re-sample of a phase
+  carries (1-α)^k of the voltage;
+* read noise: independent N(0, σ_r²) on every connected cell, drawn once per array
+  activation (one per phase: the word lines pulse once per phase) and shared by that
+  phase's samples; summed output-referred, exactly, as N(0, n_connected·σ_r²) per column;
+* kT/C: N(0, σ_kTC²) per sample, independent;
+* CDS residual: static per-neuron offset added at INIT; comparator offset: static
+  per-neuron threshold; per-column gain: static multiplicative spread;
+* conversion (count mode): sign = (u ≤ 0) with u = integ - θ_j; count k = ceil(u/q⁺_j) for
+  u > 0, floor(-u/q⁻_j) + 1 otherwise, saturating at max_count (exact model rules) with
+  q^± = delta_V·(1 ∓ asym)(1 + ε_j) (decrement asymmetry and per-neuron mismatch).
+
+Static terms are drawn once at construction from ``seed``; per-activation terms are drawn
+from the ``rng`` given to each call (or a generator seeded per transaction), so a seed
+reproduces a run exactly.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .encoding import CoreConfig, LineMode, check_input, encode_phases, pulses_per_phase
+from .exact import _LfsrBank
+
+__all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack"]
+
+
+class ConversionMode:
+    """Conversion modes of the neuron (neurram-chip.md §3.3-3.7)."""
+
+    #: Integrate-and-fire with charge decrement, counting steps to the sign flip (default).
+    COUNT = "count"
+    #: Two thresholds (MINUS then PLUS): ternary output -1 / 0 / +1.
+    TERNARY = "ternary"
+    #: Binary search (SAR-like, non-restoring): decrements halve every step.
+    SAR = "sar"
+    ALL = (COUNT, TERNARY, SAR)
+
+
+@dataclass(frozen=True)
+class PhysicalParams:
+    """Every non-ideality of the physical core; 0 or None means ideal.
+
+    Parameters
+    ----------
+    voltage_mode : bool
+        Normalise each line voltage by the sum of connected conductances (+ ``g_par_uS``).
+        False: ideal current summation (the exact model's arithmetic).
+    g_par_uS : float
+        Parasitic conductance added to every normalisation denominator (µS).
+    v_read_V : float
+        Drive step of a positive line above VREF (vpos).
+    vneg_error : float
+        Relative shortfall of the negative drive: v_neg = v_read·(1 - vneg_error). NeuRRAM
+        calibrates vpos/vneg ratios of 1.05-1.15 (neurram-chip.md §7.2).
+    sample_gain : float
+        Charge-transfer gain C_s/C_int·A/(A+1+C_s/C_int) of one sample.
+    delta_V : float
+        Decrement quantum q in integrator volts (the ADC's LSB).
+    read_noise_uS : float
+        σ of per-activation read noise of every connected cell (µS); ~1 % of G_max.
+    ktc_noise_V : float
+        σ of kT/C noise per sample (integrator volts); 0.14-0.29 mV for 200-50 fF.
+    droop : float
+        Fraction of the held line voltage lost per re-sample within a phase (multi-sampling).
+    column_gain_sigma : float
+        Relative σ of a static per-column gain (Gaussian around 1).
+    comparator_offset_V : float
+        σ of a static per-neuron comparator offset (integrator volts).
+    cds_residual_V : float
+        σ of a static per-neuron CDS residual added at INIT (integrator volts).
+    decrement_asymmetry : float
+        q⁺ = q·(1 - a), q⁻ = q·(1 + a): positive and negative quanta differ (~5 %).
+    decrement_mismatch : float
+        Relative σ of a static per-neuron quantum mismatch ε (~1 %).
+    integrator_sat_V : float or None
+        Integrator rails ±V_sat, applied after every sample (clips are counted).
+    mode : str
+        Conversion mode (:class:`ConversionMode`).
+    ternary_threshold_V : float
+        Ternary mode: |integrator| must exceed this for a ±1 output.
+    noise_q_V : float
+        Charge of one LFSR NOISE pulse (stochastic neurons), as the exact model's ``noise_q``.
+    """
+
+    voltage_mode: bool = False
+    g_par_uS: float = 0.0
+    v_read_V: float = 1.0
+    vneg_error: float = 0.0
+    sample_gain: float = 1.0
+    delta_V: float = 1.0
+    read_noise_uS: float = 0.0
+    ktc_noise_V: float = 0.0
+    droop: float = 0.0
+    column_gain_sigma: float = 0.0
+    comparator_offset_V: float = 0.0
+    cds_residual_V: float = 0.0
+    decrement_asymmetry: float = 0.0
+    decrement_mismatch: float = 0.0
+    integrator_sat_V: float | None = None
+    mode: str = ConversionMode.COUNT
+    ternary_threshold_V: float = 0.0
+    noise_q_V: float = 0.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "voltage_mode":
+                if not isinstance(value, bool):
+                    raise TypeError(f"voltage_mode must be a bool, not {value!r}")
+                continue
+            if f.name == "mode":
+                if value not in ConversionMode.ALL:
+                    raise ValueError(f"mode must be one of {ConversionMode.ALL}, not {value!r}")
+                continue
+            if value is None and f.name == "integrator_sat_V":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{f.name} must be a number, not {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"{f.name} must be finite, not {value!r}")
+            if value < 0:
+                raise ValueError(f"{f.name} must be >= 0, not {value!r}")
+        for name in ("v_read_V", "sample_gain", "delta_V"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, not {getattr(self, name)!r}")
+        if self.integrator_sat_V is not None and self.integrator_sat_V <= 0:
+            raise ValueError(f"integrator_sat_V must be > 0 or None, not {self.integrator_sat_V!r}")
+        for name in ("vneg_error", "droop", "decrement_asymmetry"):
+            if getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be < 1, not {getattr(self, name)!r}")
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    def to_dict(self):
+        """Plain dict of every term (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PhysicalParams key(s) {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def ideal(self):
+        """True when every non-ideality is off (scales, the quantum, the mode and the LFSR noise
+        charge of stochastic neurons are settings, not non-idealities)."""
+        settings = ("v_read_V", "sample_gain", "delta_V", "mode", "ternary_threshold_V", "noise_q_V")
+        return self == PhysicalParams(**{name: getattr(self, name) for name in settings})
+
+
+@dataclass(frozen=True, eq=False)
+class PhysicalResult:
+    """One vector's conversion and diagnostics (``n_out`` neurons)."""
+
+    sign: np.ndarray
+    count: np.ndarray
+    sat: np.ndarray
+    integ: np.ndarray
+    steps: int
+    #: Ternary mode: -1 / 0 / +1 per neuron (None otherwise).
+    ternary: np.ndarray | None = None
+    #: Samples clipped at the integrator rails (summed over neurons).
+    rail_clips: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def values(self):
+        """Host decode (1 - 2·sign)·(count - 0.5); 0 where count is 0."""
+        count = self.count.astype(np.float64)
+        return np.where(count == 0, 0.0, (1.0 - 2.0 * self.sign) * (count - 0.5))
+
+
+def _check_g(g_uS):
+    g = np.asarray(g_uS)
+    if g.ndim != 2 or g.size == 0:
+        raise ValueError(f"g_uS must be a non-empty 2-D (rows, cols) array, not shape {g.shape}")
+    if not np.issubdtype(g.dtype, np.number) or np.issubdtype(g.dtype, np.complexfloating):
+        raise TypeError(f"g_uS must be real numbers, not dtype {g.dtype}")
+    g = g.astype(np.float64)
+    if not np.isfinite(g).all():
+        raise ValueError("g_uS must be finite (NaN or infinite conductance found)")
+    if (g < 0).any():
+        raise ValueError(f"g_uS must be >= 0 (negative conductance {g.min()!r} found)")
+    return g
+
+
+def _count(u, q_pos, q_neg, max_count, mask, all_active):
+    """Sign, count and saturation of residues ``u`` (any shape ending in n_out), exact-model rules.
+
+    Division (not multiplication by reciprocals) keeps the ideal limit bit-exact: a quotient of
+    integers that is itself an integer is computed exactly, so ``ceil``/``floor`` never step
+    across it.
+    """
+    negative = u <= 0
+    if max_count == 0:
+        k = np.zeros(u.shape, dtype=np.int64)
+        sat = np.zeros(u.shape, dtype=bool)
+    else:
+        # ceil(u/q+) = -floor(-u/q+) for u > 0; floor(-u/q-) + 1 for u <= 0.
+        f = np.floor(-u / np.where(negative, q_neg, q_pos))
+        k = np.where(negative, f + 1, -f)
+        sat = k > max_count
+        np.minimum(k, max_count, out=k)
+        k = k.astype(np.int64)
+    if all_active:
+        return negative.astype(np.uint8), k, sat
+    return (negative & mask).astype(np.uint8), np.where(mask, k, 0), sat & mask
+
+
+class PhysicalCore:
+    """Physical model of one core with programmed conductances ``g_uS`` (rows x cols).
+
+    Parameters
+    ----------
+    g_uS : array_like
+        Conductance of every cell (after programming and relaxation), µS.
+    params : PhysicalParams
+    seed : int
+        Seed of the static draws (column gains, comparator offsets, CDS residuals,
+        decrement mismatch); the same seed gives the same core.
+    noise_seed : int
+        Seed of the per-neuron LFSRs of the NOISE pulses (stochastic neurons), with the
+        exact model's polynomial and seeding; each vector with ``noise_pulses = P``
+        advances them P steps and adds ±``noise_q_V`` per pulse.
+    """
+
+    def __init__(self, g_uS, params=None, *, seed=0, noise_seed=1):
+        self.g = _check_g(g_uS)
+        if params is None:
+            params = PhysicalParams()
+        if not isinstance(params, PhysicalParams):
+            raise TypeError(f"params must be a PhysicalParams, not {type(params).__name__}")
+        self.params = p = params
+        self.rows, self.cols = self.g.shape
+        self.lines = max(self.rows, self.cols)
+        rng = np.random.default_rng(seed)
+        n = self.lines
+        # Static draws, always in the same order so a seed means one core whatever is enabled.
+        draws = rng.standard_normal((4, n))
+        self.column_gain = 1.0 + p.column_gain_sigma * draws[0]
+        self.threshold_V = p.comparator_offset_V * draws[1]
+        self.cds_V = p.cds_residual_V * draws[2]
+        mismatch = 1.0 + p.decrement_mismatch * draws[3]
+        self.q_pos = p.delta_V * (1.0 - p.decrement_asymmetry) * mismatch
+        self.q_neg = p.delta_V * (1.0 + p.decrement_asymmetry) * mismatch
+        self._lfsr = _LfsrBank(noise_seed, n)
+        self._cache = {}
+        self._last_plan = None
+
+    def _noise_pulses(self, cfg, n_out):
+        """LFSR noise of one vector: P pulses of ±noise_q_V per neuron (advances the LFSRs)."""
+        ones = np.zeros(self.lines, dtype=np.int64)
+        for _ in range(cfg.noise_pulses):
+            ones += self._lfsr.pulse()
+        return ((2 * ones - cfg.noise_pulses) * self.params.noise_q_V)[:n_out]
+
+    # -- per-configuration constants ------------------------------------------------------------
+
+    def _plan(self, cfg):
+        last = self._last_plan
+        if last is not None and last[0] is cfg:  # the hot path: the same configuration object
+            return last[1]
+        plan = self._cache.get(cfg)
+        if plan is not None:
+            self._last_plan = (cfg, plan)
+            return plan
+        if not isinstance(cfg, CoreConfig):
+            raise TypeError(f"cfg must be a CoreConfig, not {type(cfg).__name__}")
+        if (cfg.rows, cfg.cols) != (self.rows, self.cols):
+            raise ValueError(f"cfg is for a {cfg.rows}x{cfg.cols} core, but g_uS is {self.rows}x{self.cols}")
+        p = self.params
+        g = self.g.T if cfg.backward else self.g  # (n_in, n_out)
+        n_in, n_out = g.shape
+        modes = np.array([int(m) for m in cfg.line_modes[:n_in]])
+        connected = np.ones(n_in, bool) if cfg.backward else modes != LineMode.OFF
+        denom = (connected.astype(np.float64) @ g) + p.g_par_uS if p.voltage_mode else np.ones(n_out)
+        if p.voltage_mode and (denom <= 0).any():
+            raise ValueError("voltage-mode normalisation: a sensed line has no connected conductance")
+        pulses = np.array(pulses_per_phase(cfg), dtype=np.float64)
+        if p.droop:
+            k = np.arange(int(pulses.max()))
+            decay = (1.0 - p.droop) ** k
+            n_eff = np.array([decay[: int(n)].sum() for n in pulses])
+            n_eff2 = np.array([(decay[: int(n)] ** 2).sum() for n in pulses])
+        else:
+            n_eff, n_eff2 = pulses, pulses
+        # Read noise: one draw per phase (2 phases per bit), each shared by the phase's samples.
+        read_var = 2.0 * (n_eff**2).sum() * connected.sum() * p.read_noise_uS**2
+        ktc_var = 2.0 * n_eff2.sum() * p.ktc_noise_V**2
+        plan = {
+            "g": g,
+            "n_in": n_in,
+            "n_out": n_out,
+            "scale": p.sample_gain * p.v_read_V * self.column_gain[:n_out] / denom,
+            "n_eff": n_eff,
+            "read_sd": np.sqrt(read_var) * p.sample_gain * p.v_read_V * self.column_gain[:n_out] / denom,
+            "ktc_sd": np.sqrt(ktc_var) * p.sample_gain * self.column_gain[:n_out],
+            "mask": np.asarray(cfg.mask[:n_out], dtype=bool),
+        }
+        plan["all_active"] = bool(plan["mask"].all())
+        plan["any_active"] = bool(plan["mask"].any())
+        plan["noise_sd"] = np.hypot(plan["read_sd"], plan["ktc_sd"])
+        plan["noisy"] = bool(p.read_noise_uS or p.ktc_noise_V)
+        plan["threshold"] = self.threshold_V[:n_out]
+        plan["q_pos"], plan["q_neg"] = self.q_pos[:n_out], self.q_neg[:n_out]
+        plan["cds"] = self.cds_V[:n_out]
+        plan["drive_gain"] = (2.0 * cfg.pulse_mult) * cfg.polarity[:n_in].astype(np.float64)
+        # Ideal parameters keep float64 (bit-identity with the exact model); with any
+        # non-ideality on, float32 products and noise are far below the modelled noise.
+        plan["fast32"] = not p.ideal
+        if plan["fast32"]:
+            plan["g32"] = g.astype(np.float32)
+            plan["scale32"] = plan["scale"].astype(np.float32)
+            plan["noise_sd32"] = plan["noise_sd"].astype(np.float32)
+            plan["drive_gain32"] = plan["drive_gain"].astype(np.float32)
+            plan["cds32"] = plan["cds"].astype(np.float32)
+            plan["threshold"] = plan["threshold"].astype(np.float32)
+            plan["q_pos"] = plan["q_pos"].astype(np.float32)
+            plan["q_neg"] = plan["q_neg"].astype(np.float32)
+        lo, hi = cfg.in_range
+        plan["in_lo"], plan["in_hi"] = lo, hi
+        self._cache[cfg] = plan
+        self._last_plan = (cfg, plan)
+        return plan
+
+    def effective_inputs(self, cfg, x):
+        """Per-line drive, bits and phases folded: (Σ_b n_eff_b (p_A + p_B), Σ_b n_eff_b [p = -1]).
+
+        The first is the line's linear drive (2·M·x for an ideal single-sample pulse
+        train); the second counts negatively driven samples, which the vneg error scales.
+        """
+        plan = self._plan(cfg)
+        codes = encode_phases(cfg, x).astype(np.float64)[:, :, : plan["n_in"]]  # (nmag, 2, n_in)
+        weights = plan["n_eff"][:, None, None]
+        drive = (weights * codes).sum(axis=(0, 1))
+        negative = (weights * (codes < 0)).sum(axis=(0, 1))
+        return drive, negative
+
+    # -- transaction-level MVM -----------------------------------------------------------------
+
+    def _input(self, plan, cfg, x, name="x"):
+        """``x`` validated: the full check once per shape/dtype, then a range check only."""
+        if (
+            type(x) is np.ndarray
+            and x.dtype.kind in "iu"
+            and x.shape[-1:] == (plan["n_in"],)
+            and x.ndim <= 2
+            and plan["in_lo"] <= x.min()
+            and x.max() <= plan["in_hi"]
+        ):
+            return x
+        return check_input(cfg, x, name=name)
+
+    def integrate(self, cfg, x, rng=None):
+        """Integrator of every sensed neuron after one vector (before conversion), volts.
+
+        Closed form: one product per linear term plus output-referred Gaussian noise (exact
+        for Gaussian cell and sample noise). With integrator rails configured the phases
+        are stepped one by one instead (:meth:`integrate_phases`), since clipping is not linear.
+        """
+        plan = self._plan(cfg)
+        x = self._input(plan, cfg, x)
+        if self.params.integrator_sat_V is not None:
+            return self.integrate_phases(cfg, x, rng)[0]
+        p = self.params
+        if p.vneg_error == 0 and not p.droop:
+            # Padding lines backward drive ±1 in opposite phases: they cancel exactly.
+            if plan["fast32"]:
+                drive = np.multiply(x, plan["drive_gain32"], dtype=np.float32)
+                integ = drive @ plan["g32"]
+                integ *= plan["scale32"]
+                integ += plan["cds32"]
+            else:
+                integ = ((x * plan["drive_gain"]) @ plan["g"]) * plan["scale"] + plan["cds"]
+        else:
+            drive, negative = self.effective_inputs(cfg, x)
+            linear = drive @ plan["g"] + p.vneg_error * (negative @ plan["g"])
+            integ = linear * plan["scale"] + plan["cds"]
+        if plan["noisy"]:
+            if rng is None:
+                raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
+            noise = rng.standard_normal(plan["n_out"], dtype=np.float32)
+            noise *= plan["noise_sd32"]
+            integ = integ + noise
+        if cfg.noise_pulses:
+            integ = integ + self._noise_pulses(cfg, plan["n_out"])
+        return integ
+
+    def integrate_phases(self, cfg, x, rng=None):
+        """Step bit by bit, phase by phase, sample by sample (rails, droop, per-sample noise).
+
+        Returns ``(integ, rail_clips)``. Slower; it is the reference the closed form is
+        checked against and the only path that models integrator saturation.
+        """
+        x = check_input(cfg, x)
+        plan = self._plan(cfg)
+        p = self.params
+        n_in, n_out = plan["n_in"], plan["n_out"]
+        g = plan["g"]
+        codes = encode_phases(cfg, x)[:, :, :n_in].astype(np.float64)
+        integ = self.cds_V[:n_out].copy()
+        rail = p.integrator_sat_V
+        clips = 0
+        connected = int(np.count_nonzero(codes[0, 0]) if not cfg.backward else n_in)
+        for b, n in enumerate(pulses_per_phase(cfg)):
+            for phase in range(2):
+                drv = codes[b, phase]
+                v = np.where(drv < 0, drv * (1.0 - p.vneg_error), drv) @ g
+                if p.read_noise_uS:
+                    if rng is None:
+                        raise ValueError("rng is required when read noise is on")
+                    v = v + rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected)
+                v = v * plan["scale"]
+                for k in range(n):
+                    s = v * (1.0 - p.droop) ** k
+                    if p.ktc_noise_V:
+                        if rng is None:
+                            raise ValueError("rng is required when kT/C noise is on")
+                        s = s + rng.standard_normal(n_out) * p.ktc_noise_V * p.sample_gain * self.column_gain[:n_out]
+                    integ = integ + s
+                    if rail is not None:
+                        over = np.abs(integ) > rail
+                        if over.any():
+                            clips += int(over.sum())
+                            integ = np.clip(integ, -rail, rail)
+        if cfg.noise_pulses:
+            integ = integ + self._noise_pulses(cfg, n_out)
+        return integ, clips
+
+    def convert(self, cfg, integ):
+        """Conversion of integrator values ``integ`` (n_out) in the configured mode."""
+        p = self.params
+        plan = self._plan(cfg)
+        n_out = plan["n_out"]
+        mask = plan["mask"]
+        u = integ - plan["threshold"]
+        q_pos, q_neg = plan["q_pos"], plan["q_neg"]
+        if p.mode == ConversionMode.TERNARY:
+            ternary = np.where(u > p.ternary_threshold_V, 1, np.where(u < -p.ternary_threshold_V, -1, 0))
+            ternary = np.where(mask, ternary, 0).astype(np.int8)
+            zeros = np.zeros(n_out, dtype=np.int64)
+            return PhysicalResult(
+                sign=(ternary < 0).astype(np.uint8),
+                count=zeros,
+                sat=zeros.astype(bool),
+                integ=integ,
+                steps=0,
+                ternary=ternary,
+            )
+        if p.mode == ConversionMode.SAR:
+            return self._convert_sar(cfg, u, mask)
+        sign, count, sat = _count(u, q_pos, q_neg, cfg.max_count, mask, plan["all_active"])
+        steps = int(count.max()) if plan["any_active"] and cfg.max_count else 0
+        return PhysicalResult(sign=sign, count=count, sat=sat, integ=integ, steps=steps)
+
+    def _convert_sar(self, cfg, u, mask):
+        """Non-restoring binary search (neurram-chip.md §3.5): the quantum halves each step.
+
+        Step 0 takes the sign; step s >= 1 moves the residue by Δ_0/2^(s-1) towards zero
+        according to its current sign and records bit = (residue still has the initial
+        sign). ``out_bits - 1`` magnitude bits, MSB first, are returned in ``count``.
+        """
+        n_out = u.shape[0]
+        nbits = max(0, cfg.out_bits - 1)
+        negative = u <= 0
+        residue = u.copy()
+        code = np.zeros(n_out, dtype=np.int64)
+        q0 = np.where(negative, self.q_neg[:n_out], self.q_pos[:n_out]) * (1 << max(0, nbits - 1))
+        for s in range(nbits):
+            step = q0 / (1 << s)
+            residue = residue - np.where(residue > 0, step, -step)
+            bit = (residue > 0) != negative
+            code = (code << 1) | bit.astype(np.int64)
+        sign = np.where(mask, negative, False).astype(np.uint8)
+        code = np.where(mask, code, 0)
+        return PhysicalResult(sign=sign, count=code, sat=np.zeros(n_out, dtype=bool), integ=u, steps=nbits)
+
+    def mvm(self, cfg, x, rng=None):
+        """One vector: integrate (closed form) and convert."""
+        return self.convert(cfg, self.integrate(cfg, x, rng))
+
+    def mvm_batch(self, cfg, xs, rng=None):
+        """A batch of vectors (rows of ``xs``): one matrix product; returns (sign, count, sat) arrays.
+
+        Count mode only (the speed path); other modes loop over :meth:`mvm`.
+        """
+        xs = np.asarray(xs)
+        if xs.ndim != 2:
+            raise ValueError(f"xs must be 2-D (vectors, n_in), not shape {xs.shape}")
+        p = self.params
+        if (
+            p.mode != ConversionMode.COUNT
+            or p.integrator_sat_V is not None
+            or p.vneg_error
+            or p.droop
+            or cfg.noise_pulses
+        ):
+            results = [self.mvm(cfg, x, rng) for x in xs]
+            return (
+                np.stack([r.sign for r in results]),
+                np.stack([r.count for r in results]),
+                np.stack([r.sat for r in results]),
+            )
+        plan = self._plan(cfg)
+        xs = self._input(plan, cfg, xs, name="xs")
+        if plan["fast32"]:
+            integ = np.multiply(xs, plan["drive_gain32"], dtype=np.float32) @ plan["g32"]
+            integ *= plan["scale32"]
+            integ += plan["cds32"]
+        else:
+            drive = xs * plan["drive_gain"]
+            integ = (drive @ plan["g"]) * plan["scale"] + plan["cds"]
+        if plan["noisy"]:
+            if rng is None:
+                raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
+            noise = rng.standard_normal(integ.shape, dtype=np.float32)
+            noise *= plan["noise_sd32"]
+            integ += noise
+        sign, count, sat = _count(
+            integ - plan["threshold"], plan["q_pos"], plan["q_neg"], cfg.max_count, plan["mask"], plan["all_active"]
+        )
+        return sign, count, sat
+
+
+class CoreStack:
+    """Several physical cores stepped together: one batched product for all of them.
+
+    The chip-level speed path (a 48-core chip step is one call). Every core keeps its own
+    conductances and static draws; they share one configuration. Count mode without
+    rails, droop or vneg error (the linear closed form), like :meth:`PhysicalCore.mvm_batch`.
+
+    Parameters
+    ----------
+    cores : sequence of PhysicalCore
+        Cores of one geometry.
+    """
+
+    def __init__(self, cores):
+        cores = list(cores)
+        if not cores or not all(isinstance(c, PhysicalCore) for c in cores):
+            raise TypeError("cores must be a non-empty sequence of PhysicalCore")
+        shapes = {c.g.shape for c in cores}
+        if len(shapes) != 1:
+            raise ValueError(f"cores must share one geometry, not {sorted(shapes)}")
+        params = {c.params for c in cores}
+        if len(params) != 1:
+            raise ValueError("cores must share one PhysicalParams")
+        p = cores[0].params
+        if p.mode != ConversionMode.COUNT or p.integrator_sat_V is not None or p.vneg_error or p.droop:
+            raise ValueError("CoreStack supports count mode without rails, droop or vneg error")
+        self.cores = cores
+        self._cfg = None
+
+    def _stack(self, cfg):
+        if self._cfg is cfg:
+            return self._stacked
+        plans = [c._plan(cfg) for c in self.cores]
+        keys = ("scale", "noise_sd", "threshold", "q_pos", "q_neg", "cds")
+        self._stacked = {
+            "g": np.stack([pl["g"] for pl in plans]).astype(np.float32),
+            **{k: np.stack([np.asarray(pl[k], dtype=np.float32) for pl in plans])[:, None, :] for k in keys},
+            "drive_gain": plans[0]["drive_gain"].astype(np.float32),
+            "mask": plans[0]["mask"],
+            "all_active": plans[0]["all_active"],
+            "noisy": plans[0]["noisy"],
+            "n_in": plans[0]["n_in"],
+        }
+        self._cfg = cfg
+        return self._stacked
+
+    def mvm(self, cfg, xs, rng=None):
+        """``xs``: (cores, n_in) or (cores, batch, n_in) inputs; returns (sign, count, sat)."""
+        s = self._stack(cfg)
+        xs = np.asarray(xs)
+        squeeze = xs.ndim == 2
+        if squeeze:
+            xs = xs[:, None, :]
+        if xs.ndim != 3 or xs.shape[0] != len(self.cores) or xs.shape[2] != s["n_in"]:
+            raise ValueError(f"xs must be (cores={len(self.cores)}, [batch,] {s['n_in']}), not shape {xs.shape}")
+        check_input(cfg, xs.reshape(-1, s["n_in"]), name="xs")
+        integ = np.matmul(np.multiply(xs, s["drive_gain"], dtype=np.float32), s["g"])
+        integ *= s["scale"]
+        integ += s["cds"]
+        if s["noisy"]:
+            if rng is None:
+                raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
+            noise = rng.standard_normal(integ.shape, dtype=np.float32)
+            noise *= s["noise_sd"]
+            integ += noise
+        sign, count, sat = _count(
+            integ - s["threshold"], s["q_pos"], s["q_neg"], cfg.max_count, s["mask"], s["all_active"]
+        )
+        if squeeze:
+            return sign[:, 0], count[:, 0], sat[:, 0]
+        return sign, count, sat

@@ -1,0 +1,256 @@
+"""The physical core: ideal limit = exact model, closed form = phase stepping, each term's effect."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cimdv.model.encoding import CoreConfig, LineMode
+from cimdv.model.exact import ExactCore, MacroParams
+from cimdv.model.physical import ConversionMode, CoreStack, PhysicalCore, PhysicalParams
+
+
+def random_case(rng, *, rows=None, cols=None):
+    rows = rows or int(rng.integers(1, 13))
+    cols = cols or int(rng.integers(1, 13))
+    backward = bool(rng.integers(0, 2))
+    signed = bool(rng.integers(0, 2))
+    in_bits = int(rng.integers(2 if signed else 1, 9))
+    nmag = in_bits - signed
+    out_bits = int(rng.integers(1, 9))
+    lines = max(rows, cols)
+    cfg = CoreConfig(
+        rows=rows,
+        cols=cols,
+        backward=backward,
+        signed=signed,
+        in_bits=in_bits,
+        out_bits=out_bits,
+        pulse_mult=int(rng.integers(1, max(2, 256 >> nmag))),
+        max_count=int(rng.integers(0, 2 ** (out_bits - 1))),
+        noise_pulses=int(rng.integers(0, 3)),
+        line_modes=tuple(int(m) for m in rng.choice([0, 1, 1, 2], size=lines)),
+        out_mask=tuple(bool(b) for b in rng.integers(0, 4, size=lines) > 0),
+    )
+    lo, hi = cfg.in_range
+    xs = rng.integers(lo, hi + 1, size=(3, cfg.n_in))
+    weights = rng.integers(0, 64, size=(rows, cols))
+    return cfg, xs, weights
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ideal_physical_core_is_bit_identical_to_the_exact_model(seed):
+    rng = np.random.default_rng(seed)
+    cfg, xs, weights = random_case(rng)
+    delta = int(rng.integers(1, 300))
+    threshold = 0
+    noise_q = int(rng.integers(0, 40))
+    exact = ExactCore(weights, MacroParams(delta=delta, threshold=threshold, noise_q=noise_q, noise_seed=seed + 1))
+    params = PhysicalParams(delta_V=float(delta), noise_q_V=float(noise_q))
+    assert params.ideal
+    phys = PhysicalCore(weights, params, seed=seed, noise_seed=seed + 1)
+    for x in xs:
+        want = exact.mvm(cfg, x)
+        got = phys.mvm(cfg, x)
+        assert got.sign.tolist() == want.sign.tolist()
+        assert got.count.tolist() == want.count.tolist()
+        assert got.sat.tolist() == want.sat.tolist()
+        assert got.steps == want.steps
+        n_out = cfg.n_out
+        assert np.array_equal(got.integ, want.integ[:n_out].astype(np.float64))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batched_count_mode_equals_single_vectors(seed):
+    rng = np.random.default_rng(100 + seed)
+    cfg, xs, weights = random_case(rng)
+    cfg = cfg.replace(noise_pulses=0)
+    params = PhysicalParams(
+        voltage_mode=True,
+        g_par_uS=5.0,
+        delta_V=0.004,
+        column_gain_sigma=0.05,
+        comparator_offset_V=0.002,
+        cds_residual_V=0.001,
+        decrement_mismatch=0.01,
+        decrement_asymmetry=0.05,
+    )
+    phys = PhysicalCore(weights + 1.0, params, seed=seed)
+    sign, count, sat = phys.mvm_batch(cfg, xs)
+    for i, x in enumerate(xs):
+        r = phys.mvm(cfg, x)
+        assert sign[i].tolist() == r.sign.tolist() and count[i].tolist() == r.count.tolist()
+        assert sat[i].tolist() == r.sat.tolist()
+
+
+def test_closed_form_equals_phase_stepping_without_noise():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cfg, xs, weights = random_case(rng)
+        cfg = cfg.replace(noise_pulses=0)
+        params = PhysicalParams(
+            voltage_mode=True,
+            g_par_uS=2.0,
+            vneg_error=0.08,
+            droop=0.03,
+            delta_V=0.01,
+            column_gain_sigma=0.1,
+            cds_residual_V=0.002,
+        )
+        phys = PhysicalCore(weights + 0.5, params, seed=1)
+        for x in xs:
+            closed = phys.integrate(cfg, x)
+            stepped, clips = phys.integrate_phases(cfg, x)
+            assert clips == 0
+            np.testing.assert_allclose(closed, stepped, rtol=1e-9, atol=1e-12)
+
+
+def test_output_referred_noise_matches_per_activation_noise_statistically():
+    rows, cols = 64, 8
+    weights = np.full((rows, cols), 20.0)
+    cfg = CoreConfig(
+        rows=rows, cols=cols, backward=False, signed=True, in_bits=3, out_bits=8, pulse_mult=2, max_count=127
+    )
+    params = PhysicalParams(voltage_mode=True, read_noise_uS=0.4, ktc_noise_V=0.0005, droop=0.02, delta_V=0.01)
+    phys = PhysicalCore(weights, params, seed=0)
+    x = np.resize([3, -2, 1, 0], rows)
+    quiet = PhysicalCore(weights, dataclasses.replace(params, read_noise_uS=0.0, ktc_noise_V=0.0), seed=0)
+    mean = quiet.integrate(cfg, x)
+    rng = np.random.default_rng(7)
+    closed = np.stack([phys.integrate(cfg, x, rng) - mean for _ in range(3000)])
+    stepped = np.stack([phys.integrate_phases(cfg, x, rng)[0] - mean for _ in range(600)])
+    sd_closed, sd_stepped = closed.std(), stepped.std()
+    assert abs(closed.mean()) < 0.1 * sd_closed
+    assert sd_closed == pytest.approx(sd_stepped, rel=0.1)
+
+
+def test_voltage_mode_normalises_by_connected_conductance():
+    weights = np.array([[10.0], [30.0], [60.0]])
+    cfg = CoreConfig(
+        rows=3,
+        cols=1,
+        backward=False,
+        signed=False,
+        in_bits=1,
+        out_bits=8,
+        pulse_mult=1,
+        max_count=127,
+        line_modes=(LineMode.POS, LineMode.POS, LineMode.OFF),
+    )
+    phys = PhysicalCore(weights, PhysicalParams(voltage_mode=True, v_read_V=0.1, delta_V=1e-3))
+    # x = (1, 0): phase A drives +1, -1; phase B +1, +1; row 2 is disconnected (OFF).
+    integ = phys.integrate(cfg, np.array([1, 0, 0]))
+    expected = 0.1 * ((10 - 30) + (10 + 30)) / (10 + 30)
+    assert integ[0] == pytest.approx(expected)
+
+
+def test_vneg_error_breaks_the_phase_cancellation_of_a_zero_input():
+    weights = np.full((4, 2), 10.0)
+    cfg = CoreConfig(rows=4, cols=2, backward=False, signed=True, in_bits=2, out_bits=8, pulse_mult=1, max_count=127)
+    ideal = PhysicalCore(weights, PhysicalParams(voltage_mode=True, delta_V=1e-3))
+    skewed = PhysicalCore(weights, PhysicalParams(voltage_mode=True, delta_V=1e-3, vneg_error=0.1))
+    zero = np.zeros(4, dtype=int)
+    assert np.all(ideal.integrate(cfg, zero) == 0)
+    assert np.all(skewed.integrate(cfg, zero) > 0)  # phase A (-1) is weaker than phase B (+1)
+
+
+def test_integrator_rails_clip_and_are_counted():
+    weights = np.full((8, 2), 40.0)
+    cfg = CoreConfig(rows=8, cols=2, backward=False, signed=False, in_bits=4, out_bits=8, pulse_mult=4, max_count=127)
+    phys = PhysicalCore(weights, PhysicalParams(integrator_sat_V=1000.0))
+    integ, clips = phys.integrate_phases(cfg, np.full(8, 15))
+    assert clips > 0 and np.all(integ == 1000.0)
+    result = phys.mvm(cfg, np.full(8, 15))
+    assert np.all(result.integ == 1000.0)
+
+
+def test_static_terms_shift_the_conversion_and_are_reproducible():
+    rng = np.random.default_rng(0)
+    weights = rng.integers(0, 64, size=(16, 16)).astype(float)
+    cfg = CoreConfig(rows=16, cols=16, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=1, max_count=127)
+    params = PhysicalParams(delta_V=20.0, comparator_offset_V=15.0, decrement_mismatch=0.05, column_gain_sigma=0.1)
+    a = PhysicalCore(weights, params, seed=5)
+    b = PhysicalCore(weights, params, seed=5)
+    c = PhysicalCore(weights, params, seed=6)
+    x = rng.integers(-7, 8, size=16)
+    assert a.mvm(cfg, x).count.tolist() == b.mvm(cfg, x).count.tolist()
+    assert a.mvm(cfg, x).count.tolist() != c.mvm(cfg, x).count.tolist()
+    ideal = PhysicalCore(weights, PhysicalParams(delta_V=20.0))
+    assert a.mvm(cfg, x).count.tolist() != ideal.mvm(cfg, x).count.tolist()
+
+
+def test_ternary_and_sar_modes():
+    weights = np.eye(4) * 10
+    cfg = CoreConfig(rows=4, cols=4, backward=False, signed=True, in_bits=4, out_bits=5, pulse_mult=1, max_count=15)
+    x = np.array([7, -7, 1, 0])
+    tern = PhysicalCore(weights, PhysicalParams(mode=ConversionMode.TERNARY, ternary_threshold_V=50.0))
+    assert tern.mvm(cfg, x).ternary.tolist() == [1, -1, 0, 0]
+    # SAR: 4 magnitude bits, Δ0 = 8 quanta; the code is monotone in |u|.
+    sar = PhysicalCore(np.ones((1, 1)), PhysicalParams(mode=ConversionMode.SAR, delta_V=2.0))
+    cfg1 = CoreConfig(rows=1, cols=1, backward=False, signed=False, in_bits=8, out_bits=5, pulse_mult=1, max_count=15)
+    codes = [int(sar.mvm(cfg1, np.array([v])).count[0]) for v in range(0, 33, 2)]
+    assert codes == sorted(codes) and codes[-1] > codes[1]
+
+
+def test_params_round_trip_and_reject_bad_values():
+    params = PhysicalParams(voltage_mode=True, read_noise_uS=0.4, integrator_sat_V=0.5, mode="sar")
+    assert PhysicalParams.from_json(params.to_json()) == params
+    with pytest.raises(ValueError, match=r"unknown PhysicalParams key\(s\) \['read_nose_uS'\]"):
+        PhysicalParams.from_dict({"read_nose_uS": 1.0})
+    with pytest.raises(ValueError, match="read_noise_uS must be >= 0"):
+        PhysicalParams(read_noise_uS=-1.0)
+    with pytest.raises(ValueError, match="delta_V must be finite"):
+        PhysicalParams(delta_V=float("nan"))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PhysicalParams(mode="flash")
+    with pytest.raises(TypeError, match="voltage_mode must be a bool"):
+        PhysicalParams(voltage_mode=1)
+    with pytest.raises(ValueError, match="droop must be < 1"):
+        PhysicalParams(droop=1.0)
+
+
+def test_bad_conductances_and_inputs_name_the_parameter():
+    with pytest.raises(ValueError, match="g_uS must be finite"):
+        PhysicalCore(np.array([[1.0, np.nan]]))
+    with pytest.raises(ValueError, match="g_uS must be >= 0"):
+        PhysicalCore(np.array([[1.0, -0.1]]))
+    with pytest.raises(ValueError, match="g_uS must be a non-empty 2-D"):
+        PhysicalCore(np.ones(4))
+    core = PhysicalCore(np.ones((4, 4)), PhysicalParams(read_noise_uS=0.1))
+    cfg = CoreConfig(rows=4, cols=4, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=1, max_count=127)
+    with pytest.raises(ValueError, match="rng is required"):
+        core.mvm(cfg, np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="x"):
+        core.mvm(cfg, np.array([8, 0, 0, 0]), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="cfg is for a 8x4 core"):
+        core.mvm(cfg.replace(rows=8, line_modes=None, out_mask=None), np.zeros(8, dtype=int))
+
+
+def test_core_stack_equals_the_cores_one_by_one_and_checks_its_input():
+    rng = np.random.default_rng(9)
+    cfg = CoreConfig(rows=32, cols=24, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=2, max_count=127)
+    params = PhysicalParams(
+        voltage_mode=True,
+        g_par_uS=1.0,
+        column_gain_sigma=0.05,
+        comparator_offset_V=1e-3,
+        cds_residual_V=5e-4,
+        decrement_asymmetry=0.05,
+        decrement_mismatch=0.01,
+        delta_V=2e-3,
+    )
+    cores = [PhysicalCore(rng.uniform(0, 40, (32, 24)), params, seed=s) for s in range(5)]
+    stack = CoreStack(cores)
+    xs = rng.integers(-7, 8, (5, 32))
+    sign, count, sat = stack.mvm(cfg, xs)
+    for i, core in enumerate(cores):
+        r = core.mvm(cfg, xs[i])
+        # float32 products: a neuron exactly on a decision boundary could differ; none does here.
+        assert count[i].tolist() == r.count.tolist() and sign[i].tolist() == r.sign.tolist()
+        assert sat[i].tolist() == r.sat.tolist()
+    with pytest.raises(ValueError, match=r"xs must be \(cores=5"):
+        stack.mvm(cfg, xs[:4])
+    with pytest.raises(ValueError, match="one geometry"):
+        CoreStack([cores[0], PhysicalCore(np.ones((4, 4)), params)])
+    with pytest.raises(ValueError, match="count mode"):
+        CoreStack([PhysicalCore(np.ones((4, 4)), PhysicalParams(mode="sar"))])
