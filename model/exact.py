@@ -804,9 +804,10 @@ def run_sequence(cfg, x, state):
         The configuration; its geometry must match ``state``.
     x : array_like of int
         ``cfg.n_in`` input elements within ``cfg.in_range``.
-    state : MacroState
-        The macro; it is driven through :meth:`MacroState.apply` with raw bus values, so the
-        bus codecs are part of what this exercises.
+    state : MacroState or PhysicalMacroState
+        The macro; it is driven through its ``apply`` with raw bus values, so the bus codecs
+        are part of what this exercises. Any object with ``apply``, ``rows``, ``cols`` and
+        ``integrator`` works (the physical macro of :mod:`cimdv.model.physical` does).
 
     Returns
     -------
@@ -819,8 +820,8 @@ def run_sequence(cfg, x, state):
         masked-out neurons report zeros; IDLE.
     """
     _check_cfg(cfg)
-    if not isinstance(state, MacroState):
-        raise TypeError(f"state must be a MacroState, not {type(state).__name__}")
+    if not all(hasattr(state, name) for name in ("apply", "rows", "cols", "integrator")):
+        raise TypeError(f"state must be a macro state (MacroState or PhysicalMacroState), not {type(state).__name__}")
     if (cfg.rows, cfg.cols) != (state.rows, state.cols):
         raise ValueError(f"cfg is for a {cfg.rows}x{cfg.cols} core, but state is {state.rows}x{state.cols}")
     codes = encode_phases(cfg, x)

@@ -40,10 +40,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .encoding import CoreConfig, LineMode, check_input, encode_phases, pulses_per_phase
+from .encoding import (
+    CoreConfig,
+    LineMode,
+    MacroOp,
+    bits_to_bool,
+    bits_to_drive,
+    check_input,
+    cmp_to_bits,
+    encode_phases,
+    pulses_per_phase,
+)
 from .exact import _LfsrBank
 
-__all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack"]
+__all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack", "PhysicalMacroState"]
 
 
 class ConversionMode:
@@ -102,6 +112,12 @@ class PhysicalParams:
         Ternary mode: |integrator| must exceed this for a ±1 output.
     noise_q_V : float
         Charge of one LFSR NOISE pulse (stochastic neurons), as the exact model's ``noise_q``.
+    multi_sampling : bool
+        NeuRRAM's multi-sampling (its software default): the word lines pulse once per phase
+        and later samples re-sample the held line, so one read-noise draw is shared by the
+        phase's samples and droop applies. False: every sample is its own array activation
+        (independent read noise, no droop). The cycle-level macro treats a SAMPLE whose
+        drive equals the previous SAMPLE's (since INIT) as a re-sample.
     """
 
     voltage_mode: bool = False
@@ -122,13 +138,14 @@ class PhysicalParams:
     mode: str = ConversionMode.COUNT
     ternary_threshold_V: float = 0.0
     noise_q_V: float = 0.0
+    multi_sampling: bool = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "voltage_mode":
+            if f.name in ("voltage_mode", "multi_sampling"):
                 if not isinstance(value, bool):
-                    raise TypeError(f"voltage_mode must be a bool, not {value!r}")
+                    raise TypeError(f"{f.name} must be a bool, not {value!r}")
                 continue
             if f.name == "mode":
                 if value not in ConversionMode.ALL:
@@ -179,7 +196,7 @@ class PhysicalParams:
     def ideal(self):
         """True when every non-ideality is off (scales, the quantum, the mode and the LFSR noise
         charge of stochastic neurons are settings, not non-idealities)."""
-        settings = ("v_read_V", "sample_gain", "delta_V", "mode", "ternary_threshold_V", "noise_q_V")
+        settings = ("v_read_V", "sample_gain", "delta_V", "mode", "ternary_threshold_V", "noise_q_V", "multi_sampling")
         return self == PhysicalParams(**{name: getattr(self, name) for name in settings})
 
 
@@ -312,15 +329,17 @@ class PhysicalCore:
         if p.voltage_mode and (denom <= 0).any():
             raise ValueError("voltage-mode normalisation: a sensed line has no connected conductance")
         pulses = np.array(pulses_per_phase(cfg), dtype=np.float64)
-        if p.droop:
+        if p.droop and p.multi_sampling:
             k = np.arange(int(pulses.max()))
             decay = (1.0 - p.droop) ** k
             n_eff = np.array([decay[: int(n)].sum() for n in pulses])
             n_eff2 = np.array([(decay[: int(n)] ** 2).sum() for n in pulses])
         else:
             n_eff, n_eff2 = pulses, pulses
-        # Read noise: one draw per phase (2 phases per bit), each shared by the phase's samples.
-        read_var = 2.0 * (n_eff**2).sum() * connected.sum() * p.read_noise_uS**2
+        # Read noise: multi-sampling shares one draw per phase (2 per bit) among the phase's
+        # samples; otherwise every sample draws its own.
+        shared = (n_eff**2).sum() if p.multi_sampling else pulses.sum()
+        read_var = 2.0 * shared * connected.sum() * p.read_noise_uS**2
         ktc_var = 2.0 * n_eff2.sum() * p.ktc_noise_V**2
         plan = {
             "g": g,
@@ -440,14 +459,14 @@ class PhysicalCore:
         for b, n in enumerate(pulses_per_phase(cfg)):
             for phase in range(2):
                 drv = codes[b, phase]
-                v = np.where(drv < 0, drv * (1.0 - p.vneg_error), drv) @ g
-                if p.read_noise_uS:
-                    if rng is None:
-                        raise ValueError("rng is required when read noise is on")
-                    v = v + rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected)
-                v = v * plan["scale"]
+                clean = np.where(drv < 0, drv * (1.0 - p.vneg_error), drv) @ g
+                v = clean
+                if p.read_noise_uS and rng is None:
+                    raise ValueError("rng is required when read noise is on")
                 for k in range(n):
-                    s = v * (1.0 - p.droop) ** k
+                    if p.read_noise_uS and (k == 0 or not p.multi_sampling):
+                        v = clean + rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected)
+                    s = v * plan["scale"] * ((1.0 - p.droop) ** k if p.multi_sampling else 1.0)
                     if p.ktc_noise_V:
                         if rng is None:
                             raise ValueError("rng is required when kT/C noise is on")
@@ -628,3 +647,147 @@ class CoreStack:
         if squeeze:
             return sign[:, 0], count[:, 0], sat[:, 0]
         return sign, count, sat
+
+
+class PhysicalMacroState:
+    """Cycle-level macro on the physical model: what the cocotb responder runs with noise on.
+
+    It answers the operations of docs/analog-boundary.md like
+    :class:`cimdv.model.exact.MacroState` (same ``apply`` API), with the physics of a
+    :class:`PhysicalCore`: voltage-mode sensing of the lines each SAMPLE connects, vneg
+    error, read noise per SAMPLE (the contract re-drives the lines, i.e. activates the array,
+    on every SAMPLE), kT/C noise per INTEGRATE, CDS residual at INIT, comparator offsets,
+    asymmetric mismatched decrements, integrator rails after every INTEGRATE, LFSR NOISE.
+    (Droop belongs to multi-sampling a held line, which this contract does not do.)
+
+    Determinism: every INIT starts a new transaction whose noise comes from a generator
+    seeded with ``(seed, transaction index)``. Two states built from one core and one seed,
+    driven through the same operations, are bit-identical — which is how a noisy RTL run
+    keeps an exact scoreboard: the reference steps its own copy with :func:`run_sequence`.
+
+    Parameters
+    ----------
+    core : PhysicalCore
+        Conductances, parameters and static draws (shared, read only).
+    seed : int
+        Seed of the per-transaction noise.
+    """
+
+    def __init__(self, core, *, seed=0):
+        if not isinstance(core, PhysicalCore):
+            raise TypeError(f"core must be a PhysicalCore, not {type(core).__name__}")
+        self.core = core
+        self.seed = int(seed)
+        self.transactions = 0
+        self.rows, self.cols, self.lines = core.rows, core.cols, core.lines
+        self._integ = np.zeros(self.lines)
+        self._sampled = np.zeros(self.lines)
+        self._backward = False
+        self._rng = np.random.default_rng([self.seed, 0])
+        self._lfsr = _LfsrBank(core._lfsr.seed, self.lines)
+        self._drive_cache = (None, None)
+        self._held = None  # (drive bits, held line voltage, re-samples so far) under multi-sampling
+        self.rail_clips = 0
+
+    @property
+    def integrator(self):
+        """numpy.ndarray: Copy of the integrators (``lines`` entries, integrator volts)."""
+        return self._integ.copy()
+
+    def _n_out(self):
+        return self.rows if self._backward else self.cols
+
+    def init(self, backward=None):
+        if backward is not None:
+            self._backward = bool(backward)
+        self._rng = np.random.default_rng([self.seed, self.transactions])
+        self.transactions += 1
+        # Every neuron gets its residual, whatever the direction: INIT must not depend on state
+        # left over from the previous vector.
+        self._integ = self.core.cds_V.copy()
+        self._sampled[:] = 0.0
+        self._held = None
+
+    def sample(self, codes, backward):
+        """SAMPLE with drive ``codes`` (one of -1/0/+1 per line): latch every sensed line."""
+        self._backward = bool(backward)
+        core, p = self.core, self.core.params
+        g = core.g.T if self._backward else core.g  # (driven lines, sensed lines)
+        n_in, n_out = g.shape
+        codes = np.asarray(codes)
+        if codes[n_in:].any():
+            raise ValueError("codes drive a line that does not exist in this direction")
+        drive = codes[:n_in].astype(np.float64)
+        v = np.where(drive < 0, drive * (1.0 - p.vneg_error), drive) @ g
+        connected = np.ones(n_in) if self._backward else (drive != 0).astype(np.float64)
+        if p.read_noise_uS:
+            v = v + self._rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected.sum())
+        if p.voltage_mode:
+            denom = connected @ g + p.g_par_uS
+            if (denom <= 0).any():
+                raise ValueError("voltage-mode SAMPLE: a sensed line has no connected conductance")
+            v = v / denom
+        self._sampled[:] = 0.0
+        self._sampled[:n_out] = v * (p.sample_gain * p.v_read_V * core.column_gain[:n_out])
+
+    def integrate(self):
+        p = self.core.params
+        n_out = self._n_out()
+        self._integ[:n_out] += self._sampled[:n_out]
+        if p.ktc_noise_V:
+            self._integ[:n_out] += (
+                self._rng.standard_normal(n_out) * p.ktc_noise_V * p.sample_gain * self.core.column_gain[:n_out]
+            )
+        rail = p.integrator_sat_V
+        if rail is not None:
+            over = np.abs(self._integ) > rail
+            if over.any():
+                self.rail_clips += int(over.sum())
+                np.clip(self._integ, -rail, rail, out=self._integ)
+
+    def noise(self):
+        self._integ += (2.0 * self._lfsr.pulse() - 1.0) * self.core.params.noise_q_V
+
+    def compare(self):
+        out = self._integ > self.core.threshold_V
+        out[self._n_out() :] = False
+        return out
+
+    def decrement(self, dec_up):
+        up = np.asarray(dec_up, dtype=bool)
+        self._integ += np.where(up, self.core.q_neg, -self.core.q_pos)
+
+    def apply(self, op, *, drive_bits=None, dec_up_bits=None, backward=None):
+        """One operation from raw bus values (as the responder reads them); returns cmp bits after COMPARE."""
+        op = MacroOp(op)
+        if backward is not None:
+            self._backward = bool(backward)
+        if op == MacroOp.INIT:
+            self.init()
+        elif op == MacroOp.SAMPLE:
+            if drive_bits is None:
+                raise ValueError("drive_bits is required for SAMPLE")
+            p = self.core.params
+            held = self._held
+            if p.multi_sampling and held is not None and held[0] == drive_bits:
+                # Re-sample of the held line: no new activation, the voltage droops.
+                self._held = (drive_bits, held[1], held[2] + 1)
+                self._sampled[:] = held[1] * (1.0 - p.droop) ** (held[2] + 1)
+                return None
+            key, codes = self._drive_cache
+            if key != drive_bits:
+                codes = bits_to_drive(drive_bits, self.lines)
+                self._drive_cache = (drive_bits, codes)
+            self.sample(codes, self._backward)
+            self._held = (drive_bits, self._sampled.copy(), 0)
+        elif op == MacroOp.INTEGRATE:
+            self.integrate()
+        elif op == MacroOp.COMPARE:
+            return cmp_to_bits(self.compare())
+        elif op == MacroOp.DECREMENT:
+            if dec_up_bits is None:
+                raise ValueError("dec_up_bits is required for DECREMENT")
+            self.decrement(bits_to_bool(dec_up_bits, self.lines))
+        elif op == MacroOp.NOISE:
+            self.noise()
+        return None

@@ -15,7 +15,8 @@ from cocotb.clock import Clock
 from cocotb.simtime import convert
 from cocotb.triggers import Event, FallingEdge, RisingEdge, with_timeout
 
-from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState
+from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState, run_sequence
+from cimdv.model.physical import PhysicalCore, PhysicalMacroState
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
 from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD, ErrorBit, register_map
 from cimdv.tb.scoreboard import InOrderScoreboard
@@ -58,6 +59,16 @@ def compare_results(expected, actual):
             shown = ", ".join(f"n{j}: {got[j]} != {want[j]}" for j in bad[:6])
             diffs.append(f"{field} differs at {bad.size} neuron(s) ({shown})")
     return diffs
+
+
+class _SequenceReference:
+    """Transaction-level reference that steps a macro state through the contract's sequence."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def mvm(self, cfg, x):
+        return run_sequence(cfg, x, self.state)
 
 
 class CoreTb:
@@ -109,9 +120,10 @@ class CoreTb:
 
     # ---- set-up --------------------------------------------------------------------------
     async def start(self, weights=None, macro=None):
-        """Start the clock, reset, load weights by backdoor and start every agent."""
+        """Start the clock, reset, load weights by backdoor (unless a macro is loaded) and start every agent."""
         Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-        self.load_weights(weights, macro)
+        if self.responder is None:
+            self.load_weights(weights, macro)
         self.responder.start()
         self.contract.start()
         self.sink.start()
@@ -144,6 +156,25 @@ class CoreTb:
             self.responder = MacroResponder(self.dut, state)
         else:
             self.responder.load_weights(state)
+
+    def load_physical(self, g_uS, params, *, seed, core_seed=0):
+        """Backdoor-load a physical macro (noise on): the responder and the reference share it.
+
+        Both run a :class:`PhysicalMacroState` of one :class:`PhysicalCore` with one noise
+        seed; the reference steps its copy through the contract's sequence for every vector
+        the input monitor completes, so each transaction draws the same noise on both sides
+        and the scoreboard compares exactly.
+        """
+        core = PhysicalCore(g_uS, params, seed=core_seed)
+        self.weights = core.g
+        self.macro_params = params
+        self.reference = _SequenceReference(PhysicalMacroState(core, seed=seed))
+        state = PhysicalMacroState(core, seed=seed)
+        if self.responder is None:
+            self.responder = MacroResponder(self.dut, state)
+        else:
+            self.responder.load_weights(state)
+        return core
 
     def config(self, **overrides):
         """A legal CoreConfig for this geometry with the given fields changed."""

@@ -10,6 +10,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge
 
 from cimdv.model.exact import LineMode, MacroParams
+from cimdv.model.physical import PhysicalParams
 from cimdv.rtl.core.layouts import CoreState
 from cimdv.rtl.core.regs import NEURRAM_TIMING
 from cimdv.tb.core.env import FAST_TIMING, CoreTb, error_names
@@ -223,6 +224,36 @@ async def neurram_timing(dut):
     await run_and_check(tb, cfg, tb.random_inputs(1, cfg), timing=timing)
     cycles = await tb.csr.read("LAST_CYCLES")
     assert cycles >= timing["T_INIT"] + 2 * 3 * (timing["T_SAMPLE"] + timing["T_INTEG"])
+
+
+@cocotb.test()
+async def noisy_physical_macro(dut):
+    """Testpoint physical_macro: RTL against the physical model with every noise term on, compared exactly."""
+    tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
+    g = tb.rng.uniform(0.0, 40.0, size=(tb.rows, tb.cols))
+    params = PhysicalParams(
+        voltage_mode=True,
+        g_par_uS=1.0,
+        v_read_V=0.2,
+        read_noise_uS=0.4,
+        ktc_noise_V=2e-4,
+        vneg_error=0.05,
+        droop=0.01,
+        column_gain_sigma=0.05,
+        comparator_offset_V=1e-3,
+        cds_residual_V=5e-4,
+        decrement_asymmetry=0.05,
+        decrement_mismatch=0.01,
+        delta_V=4e-3,
+        noise_q_V=2e-3,
+    )
+    tb.load_physical(g, params, seed=int(tb.rng.integers(1 << 30)))
+    await tb.start()
+    for backward in (False, True):
+        cfg = tb.config(backward=backward, noise_pulses=2)
+        await run_and_check(tb, cfg, tb.random_inputs(3, cfg))
+    counts = np.concatenate([r.count for r in tb.results])
+    assert counts.std() > 1, "the quantum should spread the counts"
 
 
 # ---- refusals and errors ------------------------------------------------------------------

@@ -159,6 +159,10 @@ class MacroResponder(Agent):
                 if bits != self._cmp:
                     port.cmp.value = bits
                     self._cmp = bits
+            elif op == MacroOp.INIT:
+                # The direction is valid from INIT on (docs/analog-boundary.md §2).
+                backward = self._backward.at(get_sim_time("step"))
+                self.state.apply(op, backward=None if backward is None else bool(backward))
             else:
                 self.state.apply(op)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cimdv.model.encoding import CoreConfig, LineMode
-from cimdv.model.exact import ExactCore, MacroParams
-from cimdv.model.physical import ConversionMode, CoreStack, PhysicalCore, PhysicalParams
+from cimdv.model.exact import ExactCore, MacroParams, run_sequence
+from cimdv.model.physical import ConversionMode, CoreStack, PhysicalCore, PhysicalMacroState, PhysicalParams
 
 
 def random_case(rng, *, rows=None, cols=None):
@@ -254,3 +254,66 @@ def test_core_stack_equals_the_cores_one_by_one_and_checks_its_input():
         CoreStack([cores[0], PhysicalCore(np.ones((4, 4)), params)])
     with pytest.raises(ValueError, match="count mode"):
         CoreStack([PhysicalCore(np.ones((4, 4)), PhysicalParams(mode="sar"))])
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_ideal_physical_macro_steps_to_the_exact_result(seed):
+    rng = np.random.default_rng(500 + seed)
+    cfg, xs, weights = random_case(rng)
+    delta, noise_q = int(rng.integers(1, 300)), int(rng.integers(0, 40))
+    exact = ExactCore(weights, MacroParams(delta=delta, noise_q=noise_q, noise_seed=seed + 1))
+    core = PhysicalCore(weights, PhysicalParams(delta_V=float(delta), noise_q_V=float(noise_q)), noise_seed=seed + 1)
+    state = PhysicalMacroState(core, seed=seed)
+    for x in xs:
+        want, got = exact.mvm(cfg, x), run_sequence(cfg, x, state)
+        assert got.count.tolist() == want.count.tolist() and got.sign.tolist() == want.sign.tolist()
+        assert got.sat.tolist() == want.sat.tolist() and got.steps == want.steps
+
+
+NOISY = PhysicalParams(
+    voltage_mode=True,
+    g_par_uS=1.0,
+    read_noise_uS=0.5,
+    ktc_noise_V=3e-4,
+    vneg_error=0.05,
+    droop=0.02,
+    column_gain_sigma=0.05,
+    comparator_offset_V=1e-3,
+    cds_residual_V=5e-4,
+    decrement_asymmetry=0.05,
+    decrement_mismatch=0.01,
+    delta_V=2e-3,
+    noise_q_V=1e-3,
+)
+
+
+def test_noisy_macro_states_with_one_seed_are_bit_identical():
+    """The noisy-RTL scoreboard: the reference steps its own copy with the responder's seed."""
+    rng = np.random.default_rng(77)
+    cfg, xs, weights = random_case(rng, rows=24, cols=20)
+    core = PhysicalCore(weights + 0.5, NOISY, seed=3, noise_seed=9)
+    a, b, c = (PhysicalMacroState(core, seed=s) for s in (5, 5, 6))
+    results = [[run_sequence(cfg, x, st) for x in xs] for st in (a, b, c)]
+    for ra, rb in zip(results[0], results[1], strict=True):
+        assert np.array_equal(ra.integ, rb.integ) and ra.count.tolist() == rb.count.tolist()
+    assert any(not np.array_equal(ra.integ, rc.integ) for ra, rc in zip(results[0], results[2], strict=True))
+
+
+@pytest.mark.parametrize("multi_sampling", [True, False])
+def test_macro_state_noise_matches_the_closed_form_statistically(multi_sampling):
+    rows, cols = 32, 16
+    weights = np.random.default_rng(1).uniform(1, 40, (rows, cols))
+    cfg = CoreConfig(
+        rows=rows, cols=cols, backward=False, signed=True, in_bits=3, out_bits=8, pulse_mult=2, max_count=0
+    )
+    params = dataclasses.replace(NOISY, noise_q_V=0.0, multi_sampling=multi_sampling)
+    core = PhysicalCore(weights, params, seed=2)
+    x = np.resize([3, -2, 1, 0, -3], rows)
+    quiet = PhysicalCore(weights, dataclasses.replace(params, read_noise_uS=0.0, ktc_noise_V=0.0), seed=2)
+    mean = quiet.integrate(cfg, x)
+    state = PhysicalMacroState(core, seed=0)
+    stepped = np.stack([run_sequence(cfg, x, state).integ - mean for _ in range(400)])
+    rng = np.random.default_rng(3)
+    closed = np.stack([core.integrate(cfg, x, rng) - mean for _ in range(4000)])
+    assert abs(stepped.mean()) < 0.15 * stepped.std()
+    assert stepped.std() == pytest.approx(closed.std(), rel=0.12)
