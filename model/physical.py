@@ -36,7 +36,7 @@ reproduces a run exactly.
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -213,7 +213,6 @@ class PhysicalResult:
     ternary: np.ndarray | None = None
     #: Samples clipped at the integrator rails (summed over neurons).
     rail_clips: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def values(self):
@@ -239,24 +238,25 @@ def _check_g(g_uS):
 def _count(u, q_pos, q_neg, max_count, mask, all_active):
     """Sign, count and saturation of residues ``u`` (any shape ending in n_out), exact-model rules.
 
-    Division (not multiplication by reciprocals) keeps the ideal limit bit-exact: a quotient of
-    integers that is itself an integer is computed exactly, so ``ceil``/``floor`` never step
-    across it.
+    ``q_pos``/``q_neg`` are the quanta *negated* (``-q⁺``, ``-q⁻``): with ``a = u / -q`` and
+    ``f = floor(a)``, a positive residue needs ``ceil(u/q⁺) = -f`` decrements and a
+    non-positive one ``floor(-u/q⁻) + 1 = f + 1``. Division (not multiplication by
+    reciprocals) keeps the ideal limit bit-exact: a quotient of integers that is an integer
+    is computed exactly, so ``floor`` never steps across it.
     """
     negative = u <= 0
     if max_count == 0:
         k = np.zeros(u.shape, dtype=np.int64)
         sat = np.zeros(u.shape, dtype=bool)
     else:
-        # ceil(u/q+) = -floor(-u/q+) for u > 0; floor(-u/q-) + 1 for u <= 0.
-        f = np.floor(-u / np.where(negative, q_neg, q_pos))
+        f = np.floor(u / np.where(negative, q_neg, q_pos))
         k = np.where(negative, f + 1, -f)
         sat = k > max_count
         np.minimum(k, max_count, out=k)
         k = k.astype(np.int64)
     if all_active:
-        return negative.astype(np.uint8), k, sat
-    return (negative & mask).astype(np.uint8), np.where(mask, k, 0), sat & mask
+        return negative.view(np.uint8), k, sat
+    return (negative & mask).view(np.uint8), np.where(mask, k, 0), sat & mask
 
 
 class PhysicalCore:
@@ -356,15 +356,15 @@ class PhysicalCore:
         plan["noise_sd"] = np.hypot(plan["read_sd"], plan["ktc_sd"])
         plan["noisy"] = bool(p.read_noise_uS or p.ktc_noise_V)
         plan["threshold"] = self.threshold_V[:n_out]
-        plan["q_pos"], plan["q_neg"] = self.q_pos[:n_out], self.q_neg[:n_out]
+        plan["q_pos"], plan["q_neg"] = -self.q_pos[:n_out], -self.q_neg[:n_out]  # negated: see _count
         plan["cds"] = self.cds_V[:n_out]
         plan["drive_gain"] = (2.0 * cfg.pulse_mult) * cfg.polarity[:n_in].astype(np.float64)
         # Ideal parameters keep float64 (bit-identity with the exact model); with any
         # non-ideality on, float32 products and noise are far below the modelled noise.
         plan["fast32"] = not p.ideal
         if plan["fast32"]:
-            plan["g32"] = g.astype(np.float32)
-            plan["scale32"] = plan["scale"].astype(np.float32)
+            # The per-column scale folded into the conductances: one product instead of two.
+            plan["g32"] = (g * plan["scale"]).astype(np.float32)
             plan["noise_sd32"] = plan["noise_sd"].astype(np.float32)
             plan["drive_gain32"] = plan["drive_gain"].astype(np.float32)
             plan["cds32"] = plan["cds"].astype(np.float32)
@@ -420,9 +420,7 @@ class PhysicalCore:
         if p.vneg_error == 0 and not p.droop:
             # Padding lines backward drive ±1 in opposite phases: they cancel exactly.
             if plan["fast32"]:
-                drive = np.multiply(x, plan["drive_gain32"], dtype=np.float32)
-                integ = drive @ plan["g32"]
-                integ *= plan["scale32"]
+                integ = np.multiply(x, plan["drive_gain32"], dtype=np.float32) @ plan["g32"]
                 integ += plan["cds32"]
             else:
                 integ = ((x * plan["drive_gain"]) @ plan["g"]) * plan["scale"] + plan["cds"]
@@ -435,7 +433,7 @@ class PhysicalCore:
                 raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
             noise = rng.standard_normal(plan["n_out"], dtype=np.float32)
             noise *= plan["noise_sd32"]
-            integ = integ + noise
+            integ += noise
         if cfg.noise_pulses:
             integ = integ + self._noise_pulses(cfg, plan["n_out"])
         return integ
@@ -559,7 +557,6 @@ class PhysicalCore:
         xs = self._input(plan, cfg, xs, name="xs")
         if plan["fast32"]:
             integ = np.multiply(xs, plan["drive_gain32"], dtype=np.float32) @ plan["g32"]
-            integ *= plan["scale32"]
             integ += plan["cds32"]
         else:
             drive = xs * plan["drive_gain"]
@@ -609,9 +606,9 @@ class CoreStack:
         if self._cfg is cfg:
             return self._stacked
         plans = [c._plan(cfg) for c in self.cores]
-        keys = ("scale", "noise_sd", "threshold", "q_pos", "q_neg", "cds")
+        keys = ("noise_sd", "threshold", "q_pos", "q_neg", "cds")
         self._stacked = {
-            "g": np.stack([pl["g"] for pl in plans]).astype(np.float32),
+            "g": np.stack([pl["g"] * pl["scale"] for pl in plans]).astype(np.float32),
             **{k: np.stack([np.asarray(pl[k], dtype=np.float32) for pl in plans])[:, None, :] for k in keys},
             "drive_gain": plans[0]["drive_gain"].astype(np.float32),
             "mask": plans[0]["mask"],
@@ -633,7 +630,6 @@ class CoreStack:
             raise ValueError(f"xs must be (cores={len(self.cores)}, [batch,] {s['n_in']}), not shape {xs.shape}")
         check_input(cfg, xs.reshape(-1, s["n_in"]), name="xs")
         integ = np.matmul(np.multiply(xs, s["drive_gain"], dtype=np.float32), s["g"])
-        integ *= s["scale"]
         integ += s["cds"]
         if s["noisy"]:
             if rng is None:
