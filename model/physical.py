@@ -112,6 +112,11 @@ class PhysicalParams:
         Ternary mode: |integrator| must exceed this for a ±1 output.
     noise_q_V : float
         Charge of one LFSR NOISE pulse (stochastic neurons), as the exact model's ``noise_q``.
+    ir_drop_ohm : float
+        Series resistance of every driven line's driver and wire (Ω); 0 = ideal. With it the
+        line voltages sag under the current they source, so the result is no longer a plain
+        conductance-weighted average: KCL at the driven and (floating) sensed lines is one
+        linear system, solved once per set of connected lines (see :meth:`PhysicalCore.transfer`).
     multi_sampling : bool
         NeuRRAM's multi-sampling (its software default): the word lines pulse once per phase
         and later samples re-sample the held line, so one read-noise draw is shared by the
@@ -138,6 +143,7 @@ class PhysicalParams:
     mode: str = ConversionMode.COUNT
     ternary_threshold_V: float = 0.0
     noise_q_V: float = 0.0
+    ir_drop_ohm: float = 0.0
     multi_sampling: bool = True
 
     def __post_init__(self):
@@ -306,6 +312,43 @@ class PhysicalCore:
             ones += self._lfsr.pulse()
         return ((2 * ones - cfg.noise_pulses) * self.params.noise_q_V)[:n_out]
 
+    def transfer(self, backward, connected):
+        """Effective transfer of drive to sensed voltage: ΔV = drive @ T, shape (n_in, n_out).
+
+        Without IR drop, T = G / (Σ_connected G + g_par) in voltage mode and T = G otherwise.
+        With series resistance R per driven line (g_s = 1/R), KCL at driven line i,
+        ``g_s (V_i − V'_i) = Σ_j G_ij (V'_i − V_j)``, and at the floating sensed line j,
+        ``Σ_i G_ij (V'_i − V_j) = g_par V_j``, eliminate V' (diagonal) and leave an
+        n_out x n_out system: ``[diag(D + g_par) − Gᵀ diag(1/(g_s + R_i)) G] V = Gᵀ diag(g_s/(g_s + R_i)) V_drive``.
+        In current mode (virtual-ground sensing) T = diag(g_s/(g_s + R_i)) G. Disconnected
+        lines neither drive nor load. Cached per (direction, connected lines).
+        """
+        p = self.params
+        connected = np.asarray(connected, dtype=bool)
+        key = (bool(backward), connected.tobytes())
+        cache = self.__dict__.setdefault("_transfer_cache", {})
+        if key in cache:
+            return cache[key]
+        g = (self.g.T if backward else self.g) * connected[:, None]
+        if p.ir_drop_ohm:
+            g_s = 1e6 / p.ir_drop_ohm  # µS
+            row = g.sum(axis=1)
+            through = np.where(connected, g_s / (g_s + row), 0.0)
+            if p.voltage_mode:
+                a = np.diag(g.sum(axis=0) + p.g_par_uS) - g.T @ (g / (g_s + row)[:, None])
+                t = np.linalg.solve(a, g.T * through[None, :]).T
+            else:
+                t = through[:, None] * g
+        elif p.voltage_mode:
+            denom = g.sum(axis=0) + p.g_par_uS
+            if (denom <= 0).any():
+                raise ValueError("voltage-mode normalisation: a sensed line has no connected conductance")
+            t = g / denom
+        else:
+            t = g
+        cache[key] = t
+        return t
+
     # -- per-configuration constants ------------------------------------------------------------
 
     def _plan(self, cfg):
@@ -325,9 +368,15 @@ class PhysicalCore:
         n_in, n_out = g.shape
         modes = np.array([int(m) for m in cfg.line_modes[:n_in]])
         connected = np.ones(n_in, bool) if cfg.backward else modes != LineMode.OFF
-        denom = (connected.astype(np.float64) @ g) + p.g_par_uS if p.voltage_mode else np.ones(n_out)
-        if p.voltage_mode and (denom <= 0).any():
+        # Read noise is referred through the unloaded normalisation (first order under IR drop).
+        noise_denom = (connected.astype(np.float64) @ g) + p.g_par_uS if p.voltage_mode else np.ones(n_out)
+        if p.voltage_mode and (noise_denom <= 0).any():
             raise ValueError("voltage-mode normalisation: a sensed line has no connected conductance")
+        if p.ir_drop_ohm:
+            g = self.transfer(cfg.backward, connected)  # the solve includes the normalisation
+            denom = np.ones(n_out)
+        else:
+            denom = noise_denom
         pulses = np.array(pulses_per_phase(cfg), dtype=np.float64)
         if p.droop and p.multi_sampling:
             k = np.arange(int(pulses.max()))
@@ -347,7 +396,8 @@ class PhysicalCore:
             "n_out": n_out,
             "scale": p.sample_gain * p.v_read_V * self.column_gain[:n_out] / denom,
             "n_eff": n_eff,
-            "read_sd": np.sqrt(read_var) * p.sample_gain * p.v_read_V * self.column_gain[:n_out] / denom,
+            "read_sd": np.sqrt(read_var) * p.sample_gain * p.v_read_V * self.column_gain[:n_out] / noise_denom,
+            "noise_scale": p.sample_gain * p.v_read_V * self.column_gain[:n_out] / noise_denom,
             "ktc_sd": np.sqrt(ktc_var) * p.sample_gain * self.column_gain[:n_out],
             "mask": np.asarray(cfg.mask[:n_out], dtype=bool),
         }
@@ -461,10 +511,12 @@ class PhysicalCore:
                 v = clean
                 if p.read_noise_uS and rng is None:
                     raise ValueError("rng is required when read noise is on")
+                v = clean * plan["scale"]
                 for k in range(n):
                     if p.read_noise_uS and (k == 0 or not p.multi_sampling):
-                        v = clean + rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected)
-                    s = v * plan["scale"] * ((1.0 - p.droop) ** k if p.multi_sampling else 1.0)
+                        noise = rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected)
+                        v = clean * plan["scale"] + noise * plan["noise_scale"]
+                    s = v * ((1.0 - p.droop) ** k if p.multi_sampling else 1.0)
                     if p.ktc_noise_V:
                         if rng is None:
                             raise ValueError("rng is required when kT/C noise is on")
@@ -714,8 +766,18 @@ class PhysicalMacroState:
         if codes[n_in:].any():
             raise ValueError("codes drive a line that does not exist in this direction")
         drive = codes[:n_in].astype(np.float64)
-        v = np.where(drive < 0, drive * (1.0 - p.vneg_error), drive) @ g
         connected = np.ones(n_in) if self._backward else (drive != 0).astype(np.float64)
+        levels = np.where(drive < 0, drive * (1.0 - p.vneg_error), drive)
+        if p.ir_drop_ohm:
+            t = core.transfer(self._backward, connected.astype(bool))
+            v = levels @ t
+            if p.read_noise_uS:  # referred through the unloaded normalisation (a first-order term)
+                denom = connected @ g + p.g_par_uS if p.voltage_mode else 1.0
+                v = v + self._rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected.sum()) / denom
+            self._sampled[:] = 0.0
+            self._sampled[:n_out] = v * (p.sample_gain * p.v_read_V * core.column_gain[:n_out])
+            return
+        v = levels @ g
         if p.read_noise_uS:
             v = v + self._rng.standard_normal(n_out) * p.read_noise_uS * np.sqrt(connected.sum())
         if p.voltage_mode:

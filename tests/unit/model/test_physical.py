@@ -317,3 +317,55 @@ def test_macro_state_noise_matches_the_closed_form_statistically(multi_sampling)
     closed = np.stack([core.integrate(cfg, x, rng) - mean for _ in range(4000)])
     assert abs(stepped.mean()) < 0.15 * stepped.std()
     assert stepped.std() == pytest.approx(closed.std(), rel=0.12)
+
+
+def _full_kcl(g, drive, r_ohm, g_par):
+    """Brute force: unknowns V' (driven lines after the series resistor) and V (floating sensed lines)."""
+    n_in, n_out = g.shape
+    g_s = 1e6 / r_ohm
+    a = np.zeros((n_in + n_out, n_in + n_out))
+    b = np.zeros(n_in + n_out)
+    for i in range(n_in):
+        a[i, i] = g_s + g[i].sum()
+        a[i, n_in:] = -g[i]
+        b[i] = g_s * drive[i]
+    for j in range(n_out):
+        a[n_in + j, :n_in] = -g[:, j]
+        a[n_in + j, n_in + j] = g[:, j].sum() + g_par
+    return np.linalg.solve(a, b)[n_in:]
+
+
+def test_ir_drop_transfer_matches_a_full_kcl_solve_and_vanishes_with_resistance():
+    rng = np.random.default_rng(4)
+    g = rng.uniform(0, 40, (12, 5))
+    drive = rng.choice([-1.0, 1.0], 12)
+    for r_ohm in (100.0, 2000.0):
+        core = PhysicalCore(g, PhysicalParams(voltage_mode=True, g_par_uS=2.0, ir_drop_ohm=r_ohm))
+        t = core.transfer(False, np.ones(12, dtype=bool))
+        np.testing.assert_allclose(drive @ t, _full_kcl(g, drive, r_ohm, 2.0), rtol=1e-10, atol=1e-12)
+    tiny = PhysicalCore(g, PhysicalParams(voltage_mode=True, g_par_uS=2.0, ir_drop_ohm=1e-6))
+    ideal = PhysicalCore(g, PhysicalParams(voltage_mode=True, g_par_uS=2.0))
+    np.testing.assert_allclose(
+        tiny.transfer(False, np.ones(12, bool)), ideal.transfer(False, np.ones(12, bool)), rtol=1e-6
+    )
+    # More series resistance, less signal for a drive that sources current one way.
+    ones = np.ones(12)
+    swing = [
+        abs(ones @ PhysicalCore(g, PhysicalParams(ir_drop_ohm=r)).transfer(False, np.ones(12, bool))).sum()
+        for r in (1.0, 1000.0, 10000.0)
+    ]
+    assert swing[0] > swing[1] > swing[2]
+
+
+def test_ir_drop_paths_agree():
+    rng = np.random.default_rng(8)
+    cfg, xs, weights = random_case(rng, rows=10, cols=7)
+    cfg = cfg.replace(noise_pulses=0)
+    params = PhysicalParams(voltage_mode=True, g_par_uS=1.0, ir_drop_ohm=500.0, delta_V=0.01)
+    core = PhysicalCore(weights + 1.0, params)
+    state = PhysicalMacroState(core, seed=0)
+    for x in xs:
+        closed = core.integrate(cfg, x)  # float32 products (a non-ideality is on)
+        stepped, _ = core.integrate_phases(cfg, x)
+        np.testing.assert_allclose(stepped, closed, rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(run_sequence(cfg, x, state).integ, stepped, rtol=1e-9, atol=1e-12)
