@@ -303,7 +303,10 @@ class PhysicalCore:
         self.q_neg = p.delta_V * (1.0 + p.decrement_asymmetry) * mismatch
         self._lfsr = _LfsrBank(noise_seed, n)
         self._cache = {}
+        self._transfer_cache = {}
         self._last_plan = None
+        #: Samples clipped at the integrator rails over every vector so far (physics, counted).
+        self.rail_clips = 0
 
     def _noise_pulses(self, cfg, n_out):
         """LFSR noise of one vector: P pulses of ±noise_q_V per neuron (advances the LFSRs)."""
@@ -326,7 +329,7 @@ class PhysicalCore:
         p = self.params
         connected = np.asarray(connected, dtype=bool)
         key = (bool(backward), connected.tobytes())
-        cache = self.__dict__.setdefault("_transfer_cache", {})
+        cache = self._transfer_cache
         if key in cache:
             return cache[key]
         g = (self.g.T if backward else self.g) * connected[:, None]
@@ -529,6 +532,7 @@ class PhysicalCore:
                             integ = np.clip(integ, -rail, rail)
         if cfg.noise_pulses:
             integ = integ + self._noise_pulses(cfg, n_out)
+        self.rail_clips += clips
         return integ, clips
 
     def convert(self, cfg, integ):
@@ -580,8 +584,15 @@ class PhysicalCore:
         return PhysicalResult(sign=sign, count=code, sat=np.zeros(n_out, dtype=bool), integ=u, steps=nbits)
 
     def mvm(self, cfg, x, rng=None):
-        """One vector: integrate (closed form) and convert."""
-        return self.convert(cfg, self.integrate(cfg, x, rng))
+        """One vector: integrate (closed form, or stepped when rails are on) and convert.
+
+        Rail clips of the vector are reported in ``PhysicalResult.rail_clips`` and added to
+        :attr:`rail_clips`.
+        """
+        if self.params.integrator_sat_V is None:
+            return self.convert(cfg, self.integrate(cfg, x, rng))
+        integ, clips = self.integrate_phases(cfg, self._input(self._plan(cfg), cfg, x), rng)
+        return dataclasses.replace(self.convert(cfg, integ), rail_clips=clips)
 
     def mvm_batch(self, cfg, xs, rng=None):
         """A batch of vectors (rows of ``xs``): one matrix product; returns (sign, count, sat) arrays.

@@ -162,6 +162,7 @@ def test_integrator_rails_clip_and_are_counted():
     assert clips > 0 and np.all(integ == 1000.0)
     result = phys.mvm(cfg, np.full(8, 15))
     assert np.all(result.integ == 1000.0)
+    assert result.rail_clips == clips and phys.rail_clips == 2 * clips
 
 
 def test_static_terms_shift_the_conversion_and_are_reproducible():
