@@ -214,11 +214,23 @@ class PhysicalResult:
     count: np.ndarray
     sat: np.ndarray
     integ: np.ndarray
-    steps: int
     #: Ternary mode: -1 / 0 / +1 per neuron (None otherwise).
     ternary: np.ndarray | None = None
     #: Samples clipped at the integrator rails (summed over neurons).
     rail_clips: int = 0
+    #: Conversion steps when they are not the largest count (SAR: its bit count).
+    steps_override: int | None = None
+
+    @property
+    def steps(self):
+        """DECREMENT/COMPARE iterations of the early-stopping loop (``LAST_STEPS``).
+
+        Count mode: the largest count (masked-out neurons count 0, sign-only conversion
+        counts 0), computed on first use.
+        """
+        if self.steps_override is not None:
+            return self.steps_override
+        return int(self.count.max()) if self.count.size else 0
 
     @property
     def values(self):
@@ -552,14 +564,13 @@ class PhysicalCore:
                 count=zeros,
                 sat=zeros.astype(bool),
                 integ=integ,
-                steps=0,
+                steps_override=0,
                 ternary=ternary,
             )
         if p.mode == ConversionMode.SAR:
             return self._convert_sar(cfg, u, mask)
         sign, count, sat = _count(u, q_pos, q_neg, cfg.max_count, mask, plan["all_active"])
-        steps = int(count.max()) if plan["any_active"] and cfg.max_count else 0
-        return PhysicalResult(sign=sign, count=count, sat=sat, integ=integ, steps=steps)
+        return PhysicalResult(sign=sign, count=count, sat=sat, integ=integ)
 
     def _convert_sar(self, cfg, u, mask):
         """Non-restoring binary search (neurram-chip.md §3.5): the quantum halves each step.
@@ -581,7 +592,7 @@ class PhysicalCore:
             code = (code << 1) | bit.astype(np.int64)
         sign = np.where(mask, negative, False).astype(np.uint8)
         code = np.where(mask, code, 0)
-        return PhysicalResult(sign=sign, count=code, sat=np.zeros(n_out, dtype=bool), integ=u, steps=nbits)
+        return PhysicalResult(sign=sign, count=code, sat=np.zeros(n_out, dtype=bool), integ=u, steps_override=nbits)
 
     def mvm(self, cfg, x, rng=None):
         """One vector: integrate (closed form, or stepped when rails are on) and convert.
