@@ -20,18 +20,18 @@ Physics does not allow a negative conductance, so relaxation draws below 0 are f
 """
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from .conductance import relaxation_sigma_uS
+from .params import Serialisable
 
 __all__ = ["ArrayParams", "ArrayRealisation", "realise", "bad_rows"]
 
 
 @dataclass(frozen=True)
-class ArrayParams:
+class ArrayParams(Serialisable):
     """Static non-idealities of a programmed array; 0 or None means ideal.
 
     Parameters
@@ -77,24 +77,6 @@ class ArrayParams:
                 raise ValueError(f"{name} must be <= 1, not {getattr(self, name)!r}")
         if not isinstance(self.leaky_rows, int):
             raise TypeError(f"leaky_rows must be an integer, not {self.leaky_rows!r}")
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ArrayParams key(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .array import ArrayParams
 from .conductance import SCHEMES
+from .params import Serialisable
 from .physical import PhysicalParams
 from .programming import DeviceParams, WriteVerifyParams
 
@@ -31,7 +32,7 @@ PROGRAM_MODES = ("window", "write_verify")
 
 
 @dataclass(frozen=True)
-class MappingParams:
+class MappingParams(Serialisable):
     """Weights -> conductances (neurram-chip.md §4.4).
 
     Parameters
@@ -67,17 +68,6 @@ class MappingParams:
             raise ValueError(f"percentile must be in (0, 100], not {self.percentile!r}")
         if isinstance(self.bias_rows, bool) or not isinstance(self.bias_rows, int) or self.bias_rows < 0:
             raise ValueError(f"bias_rows must be an integer >= 0, not {self.bias_rows!r}")
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MappingParams key(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
 
 
 _SECTIONS = {

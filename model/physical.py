@@ -35,7 +35,6 @@ reproduces a run exactly.
 """
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +51,7 @@ from .encoding import (
     pulses_per_phase,
 )
 from .exact import _LfsrBank
+from .params import Serialisable
 
 __all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack", "PhysicalMacroState"]
 
@@ -69,7 +69,7 @@ class ConversionMode:
 
 
 @dataclass(frozen=True)
-class PhysicalParams:
+class PhysicalParams(Serialisable):
     """Every non-ideality of the physical core; 0 or None means ideal.
 
     Parameters
@@ -175,28 +175,6 @@ class PhysicalParams:
                 raise ValueError(f"{name} must be < 1, not {getattr(self, name)!r}")
 
     # -- serialisation -------------------------------------------------------------------------
-
-    def to_dict(self):
-        """Plain dict of every term (JSON-serialisable)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        if not isinstance(data, dict):
-            raise TypeError(f"data must be a dict, not {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PhysicalParams key(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls.from_dict(json.loads(text))
 
     @property
     def ideal(self):

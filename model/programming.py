@@ -36,12 +36,13 @@ in µS, voltages in V. The module imports nothing but numpy and the standard lib
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import operator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .params import Serialisable
 
 __all__ = [
     "OUTCOME_PASS",
@@ -94,16 +95,6 @@ def _integer(name, value):
         raise TypeError(f"{name} must be an integer, not {type(value).__name__} ({value!r})") from None
 
 
-def _from_dict(cls, data, name):
-    if not isinstance(data, dict):
-        raise TypeError(f"{name} must be a dict, not {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{name} has unknown {cls.__name__} key(s) {unknown}; valid: {sorted(known)}")
-    return cls(**data)
-
-
 def _ramp_len(start, end, step):
     """Pulses of a ramp before it reaches ``end``: ``ceil((end - start) / step)`` (0 if start >= end)."""
     if end <= start + _V_EPS:
@@ -116,7 +107,7 @@ def _ramp_len(start, end, step):
 
 
 @dataclass(frozen=True)
-class DeviceParams:
+class DeviceParams(Serialisable):
     """Behavioural pulse response of one 1T1R RRAM cell (µS, V).
 
     The model is behavioural: each term below is chosen to reproduce a documented behaviour
@@ -296,46 +287,6 @@ class DeviceParams:
         if self.jump_factor < 1:
             raise ValueError(f"jump_factor must be >= 1, not {self.jump_factor!r}")
 
-    def to_dict(self):
-        """Plain dict of every field (JSON-serialisable).
-
-        Returns
-        -------
-        dict
-        """
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        """Build from a dict of fields.
-
-        Parameters
-        ----------
-        data : dict
-            Field names and values; missing fields take their defaults.
-
-        Returns
-        -------
-        DeviceParams
-
-        Raises
-        ------
-        TypeError
-            ``data`` is not a dict, or a value of the wrong type.
-        ValueError
-            An unknown key (named), or a value out of range.
-        """
-        return _from_dict(cls, data, "data")
-
-    def to_json(self):
-        """The fields as a JSON object (str)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """Inverse of :meth:`to_json` (unknown keys raise ValueError)."""
-        return cls.from_dict(json.loads(text))
-
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (validated like the constructor).
 
@@ -352,7 +303,7 @@ _FINAL_PULSES = (None, "set", "reset")
 
 
 @dataclass(frozen=True)
-class WriteVerifyParams:
+class WriteVerifyParams(Serialisable):
     """Settings of the incremental-pulse write-verify (neurram-chip.md §4.3, ``program_array``).
 
     Parameters
@@ -513,33 +464,6 @@ class WriteVerifyParams:
         else:
             ramp = _ramp_len(self.reset_v_start_V, self.reset_v_end_V, self.reset_v_step_V)
         return ramp + self.max_pulses_at_end_voltage
-
-    def to_dict(self):
-        """Plain dict of every field (JSON-serialisable)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        """Build from a dict of fields; unknown keys raise ValueError naming them.
-
-        Parameters
-        ----------
-        data : dict
-
-        Returns
-        -------
-        WriteVerifyParams
-        """
-        return _from_dict(cls, data, "data")
-
-    def to_json(self):
-        """The fields as a JSON object (str)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text):
-        """Inverse of :meth:`to_json` (unknown keys raise ValueError)."""
-        return cls.from_dict(json.loads(text))
 
     def replace(self, **changes):
         """Return a copy with ``changes`` applied (validated like the constructor)."""
