@@ -65,8 +65,10 @@ def measure_model(repeats=5):
     """Speed of the physical model: one MVM, a batch, a 48-core chip step, and raw numpy alongside."""
     import numpy as np
 
+    from cimdv.model.conductance import map_weights
     from cimdv.model.encoding import CoreConfig
     from cimdv.model.physical import CoreStack, PhysicalCore, PhysicalParams
+    from cimdv.model.programming import program
 
     rng = np.random.default_rng(0)
     cfg = CoreConfig(
@@ -86,6 +88,7 @@ def measure_model(repeats=5):
         delta_V=1e-3,
     )
     cores = [PhysicalCore(rng.uniform(0.0, 40.0, (256, 256)), params, seed=i) for i in range(48)]
+    targets = map_weights(rng.standard_normal((128, 256)), bias_rows=0).g_target_uS
     core, stack = cores[0], CoreStack(cores)
     noise = np.random.default_rng(1)
     x = rng.integers(-7, 8, 256)
@@ -101,6 +104,8 @@ def measure_model(repeats=5):
         "numpy_gemv_us": _best_us(lambda: xf @ g64, 2000, repeats),
         # The floor of a chip step on this machine: reading 48 x 256 KiB of float32 weights once.
         "weights_read_ms": _best_us(lambda: weights32.sum(), 50, repeats) / 1000,
+        # Device-level incremental write-verify of a mapped 256 x 256 core (seconds).
+        "model_program_256x256_s": _best_us(lambda: program(targets, seed=0), 1, max(3, repeats // 2)) / 1e6,
         "config": "256x256, 4-bit signed, 8-bit count IF-ADC, voltage mode, read + kT/C noise, all static terms",
     }
     result["mvm_over_gemv"] = result["model_mvm_us"] / result["numpy_gemv_us"]

@@ -5,7 +5,6 @@ The chip-level numbers checked here come from neurram-chip.md §4.3 (write-verif
 """
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -49,11 +48,11 @@ def verify_sigma(device, wv, g):
 
 @pytest.fixture(scope="module")
 def core():
-    """A realistic 256x256 core programmed with the defaults (seed 0), and its wall time."""
-    targets = differential_targets()
-    t0 = time.perf_counter()
-    res = program(targets, seed=0)
-    return res, time.perf_counter() - t0
+    """A realistic 256x256 core programmed with the defaults (seed 0).
+
+    (Programming speed is measured by ``make bench``, never asserted in a test.)
+    """
+    return program(differential_targets(), seed=0), None
 
 
 # -- determinism ------------------------------------------------------------------------------
@@ -162,11 +161,6 @@ def test_pulse_counts_and_limits(core):
     assert res.reset_pulses[normal].max() <= n_it * wv.max_pulses_per_loop("reset")
     n_off = wv.off_max_iterations + 1
     assert res.reset_pulses[res.off].max() <= n_off * wv.max_pulses_per_loop("reset", off=True)
-
-
-def test_256x256_is_fast(core):
-    _, seconds = core
-    assert seconds < 2.0
 
 
 def test_summary(core):
