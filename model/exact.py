@@ -55,6 +55,7 @@ from .encoding import (
 )
 
 __all__ = [
+    "MacroBus",
     "COUNT_BITS",
     "ERROR_NAMES",
     "LFSR_MASK",
@@ -591,7 +592,75 @@ class ExactCore(_CoreBase):
 # ---------------------------------------------------------------------------------------------
 
 
-class MacroState(_CoreBase):
+class MacroBus:
+    """The bus side shared by every macro state: one operation from raw bus values.
+
+    A state provides ``init``, ``integrate``, ``compare``, ``decrement``, ``noise``, a
+    ``_sample_bits(drive_bits)`` for SAMPLE, ``lines`` and a ``_backward`` direction;
+    ``_drive_key``/``_drive_codes`` cache the last decoded drive.
+    """
+
+    _drive_key = None
+    _drive_codes = None
+
+    def _codes(self, drive_bits):
+        """Per-line drive codes of a ``drive`` bus value (decoded once per distinct value)."""
+        if drive_bits != self._drive_key:
+            self._drive_codes = bits_to_drive(drive_bits, self.lines)
+            self._drive_key = drive_bits
+        return self._drive_codes
+
+    def apply(self, op, *, drive_bits=None, dec_up_bits=None, backward=None):
+        """Perform one operation from raw bus values, as a responder reads them from the RTL.
+
+        Parameters
+        ----------
+        op : MacroOp or int
+            The operation (``macro__op``).
+        drive_bits : int, optional
+            ``macro__drive`` (2 bits per line); required for SAMPLE, not read otherwise (the
+            "drive all ZERO" guarantees of the other operations are the protocol monitor's
+            to check).
+        dec_up_bits : int, optional
+            ``macro__dec_up`` (1 bit per neuron); required for DECREMENT, not read otherwise.
+        backward : bool or int, optional
+            ``macro__backward``; when given, it sets the direction before the operation.
+
+        Returns
+        -------
+        int or None
+            The new ``macro__cmp`` value after COMPARE (neuron ``j`` at bit ``j``), else None.
+
+        Raises
+        ------
+        ValueError
+            Unknown ``op``; missing or malformed ``drive_bits``/``dec_up_bits``.
+        """
+        op = _as_enum(MacroOp, "op", op)
+        if backward is not None:
+            self._backward = _as_bool("backward", backward)
+        if op == MacroOp.IDLE:
+            return None
+        if op == MacroOp.INIT:
+            self.init()
+        elif op == MacroOp.SAMPLE:
+            if drive_bits is None:
+                raise ValueError("drive_bits is required for SAMPLE")
+            self._sample_bits(drive_bits)
+        elif op == MacroOp.INTEGRATE:
+            self.integrate()
+        elif op == MacroOp.COMPARE:
+            return cmp_to_bits(self.compare())
+        elif op == MacroOp.DECREMENT:
+            if dec_up_bits is None:
+                raise ValueError("dec_up_bits is required for DECREMENT")
+            self.decrement(bits_to_bool(dec_up_bits, self.lines))
+        elif op == MacroOp.NOISE:
+            self.noise()
+        return None
+
+
+class MacroState(MacroBus, _CoreBase):
     """Cycle-level exact macro: reacts to one ``MacroOp`` at a time.
 
     Parameters
@@ -742,57 +811,9 @@ class MacroState(_CoreBase):
         self._grow(d)
         self._integ += np.where(up, d, -d)
 
-    def apply(self, op, *, drive_bits=None, dec_up_bits=None, backward=None):
-        """Perform one operation from raw bus values, as a responder reads them from the RTL.
-
-        Parameters
-        ----------
-        op : MacroOp or int
-            The operation (``macro__op``).
-        drive_bits : int, optional
-            ``macro__drive`` (2 bits per line); required for SAMPLE, not read otherwise (the
-            "drive all ZERO" guarantees of the other operations are the protocol monitor's
-            to check).
-        dec_up_bits : int, optional
-            ``macro__dec_up`` (1 bit per neuron); required for DECREMENT, not read otherwise.
-        backward : bool or int, optional
-            ``macro__backward``; when given, it sets the direction before the operation.
-
-        Returns
-        -------
-        int or None
-            The new ``macro__cmp`` value after COMPARE (neuron ``j`` at bit ``j``), else None.
-
-        Raises
-        ------
-        ValueError
-            Unknown ``op``; missing or malformed ``drive_bits``/``dec_up_bits``.
-        """
-        op = _as_enum(MacroOp, "op", op)
-        if backward is not None:
-            self._backward = _as_bool("backward", backward)
-        if op == MacroOp.IDLE:
-            return None
-        if op == MacroOp.INIT:
-            self.init()
-        elif op == MacroOp.SAMPLE:
-            if drive_bits is None:
-                raise ValueError("drive_bits is required for SAMPLE")
-            if drive_bits != self._drive_key:
-                self._drive_codes = bits_to_drive(drive_bits, self.lines)
-                self._drive_key = drive_bits
-            self.sample(self._drive_codes, self._backward)
-        elif op == MacroOp.INTEGRATE:
-            self.integrate()
-        elif op == MacroOp.COMPARE:
-            return cmp_to_bits(self.compare())
-        elif op == MacroOp.DECREMENT:
-            if dec_up_bits is None:
-                raise ValueError("dec_up_bits is required for DECREMENT")
-            self.decrement(bits_to_bool(dec_up_bits, self.lines))
-        elif op == MacroOp.NOISE:
-            self.noise()
-        return None
+    def _sample_bits(self, drive_bits):
+        """SAMPLE from the raw ``drive`` bus value (see :class:`MacroBus`)."""
+        self.sample(self._codes(drive_bits), self._backward)
 
 
 def run_sequence(cfg, x, state):

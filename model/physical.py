@@ -42,15 +42,11 @@ import numpy as np
 from .encoding import (
     CoreConfig,
     LineMode,
-    MacroOp,
-    bits_to_bool,
-    bits_to_drive,
     check_input,
-    cmp_to_bits,
     encode_phases,
     pulses_per_phase,
 )
-from .exact import _LfsrBank
+from .exact import MacroBus, _LfsrBank
 from .params import Serialisable
 
 __all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack", "PhysicalMacroState"]
@@ -697,7 +693,7 @@ class CoreStack:
         return sign, count, sat
 
 
-class PhysicalMacroState:
+class PhysicalMacroState(MacroBus):
     """Cycle-level macro on the physical model: what the cocotb responder runs with noise on.
 
     It answers the operations of docs/analog-boundary.md like
@@ -733,7 +729,6 @@ class PhysicalMacroState:
         self._backward = False
         self._rng = np.random.default_rng([self.seed, 0])
         self._lfsr = _LfsrBank(core._lfsr.seed, self.lines)
-        self._drive_cache = (None, None)
         self._held = None  # (drive bits, held line voltage, re-samples so far) under multi-sampling
         self.rail_clips = 0
 
@@ -815,37 +810,14 @@ class PhysicalMacroState:
         up = np.asarray(dec_up, dtype=bool)
         self._integ += np.where(up, self.core.q_neg, -self.core.q_pos)
 
-    def apply(self, op, *, drive_bits=None, dec_up_bits=None, backward=None):
-        """One operation from raw bus values (as the responder reads them); returns cmp bits after COMPARE."""
-        op = MacroOp(op)
-        if backward is not None:
-            self._backward = bool(backward)
-        if op == MacroOp.INIT:
-            self.init()
-        elif op == MacroOp.SAMPLE:
-            if drive_bits is None:
-                raise ValueError("drive_bits is required for SAMPLE")
-            p = self.core.params
-            held = self._held
-            if p.multi_sampling and held is not None and held[0] == drive_bits:
-                # Re-sample of the held line: no new activation, the voltage droops.
-                self._held = (drive_bits, held[1], held[2] + 1)
-                self._sampled[:] = held[1] * (1.0 - p.droop) ** (held[2] + 1)
-                return None
-            key, codes = self._drive_cache
-            if key != drive_bits:
-                codes = bits_to_drive(drive_bits, self.lines)
-                self._drive_cache = (drive_bits, codes)
-            self.sample(codes, self._backward)
-            self._held = (drive_bits, self._sampled.copy(), 0)
-        elif op == MacroOp.INTEGRATE:
-            self.integrate()
-        elif op == MacroOp.COMPARE:
-            return cmp_to_bits(self.compare())
-        elif op == MacroOp.DECREMENT:
-            if dec_up_bits is None:
-                raise ValueError("dec_up_bits is required for DECREMENT")
-            self.decrement(bits_to_bool(dec_up_bits, self.lines))
-        elif op == MacroOp.NOISE:
-            self.noise()
-        return None
+    def _sample_bits(self, drive_bits):
+        """SAMPLE from the raw ``drive`` value; under multi-sampling an unchanged drive re-samples."""
+        p = self.core.params
+        held = self._held
+        if p.multi_sampling and held is not None and held[0] == drive_bits:
+            # Re-sample of the held line: no new activation, the voltage droops.
+            self._held = (drive_bits, held[1], held[2] + 1)
+            self._sampled[:] = held[1] * (1.0 - p.droop) ** (held[2] + 1)
+            return
+        self.sample(self._codes(drive_bits), self._backward)
+        self._held = (drive_bits, self._sampled.copy(), 0)
