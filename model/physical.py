@@ -30,11 +30,15 @@ Equations (cim-golden-model.md §3.2-3.4; neurram-chip.md §3):
   q^± = delta_V·(1 ∓ asym)(1 + ε_j) (decrement asymmetry and per-neuron mismatch).
 
 Static terms are drawn once at construction from ``seed``; per-activation terms are drawn
-from the ``rng`` given to each call (or a generator seeded per transaction), so a seed
-reproduces a run exactly.
+from the ``rng`` given to each call (a numpy Generator, a :class:`~.gauss.NormalStream`
+for block-drawn noise, or a generator seeded per transaction), so a seed reproduces a run
+exactly. Closed-form noise is float32 (:func:`~.gauss.standard_normal32`).
 """
 
 import dataclasses
+import os
+import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +51,7 @@ from .encoding import (
     pulses_per_phase,
 )
 from .exact import MacroBus, _LfsrBank
+from .gauss import generator_of, standard_normal32
 from .params import Serialisable
 
 __all__ = ["ConversionMode", "PhysicalParams", "PhysicalCore", "PhysicalResult", "CoreStack", "PhysicalMacroState"]
@@ -180,9 +185,12 @@ class PhysicalParams(Serialisable):
         return self == PhysicalParams(**{name: getattr(self, name) for name in settings})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class PhysicalResult:
-    """One vector's conversion and diagnostics (``n_out`` neurons)."""
+    """One vector's conversion and diagnostics (``n_out`` neurons).
+
+    A plain record (not frozen: a frozen dataclass costs ~1 µs more to build, 5 % of an MVM).
+    """
 
     sign: np.ndarray
     count: np.ndarray
@@ -249,6 +257,45 @@ def _count(u, q_pos, q_neg, max_count, mask, all_active):
     if all_active:
         return negative.view(np.uint8), k, sat
     return (negative & mask).view(np.uint8), np.where(mask, k, 0), sat & mask
+
+
+def _count32(u, r_pos, r_neg, max_count, scratch):
+    """:func:`_count` for the float32 (non-ideal) path, in fewer and cheaper numpy calls.
+
+    ``r_pos``/``r_neg`` are the *negated reciprocals* of the quanta, so ``a = u·r`` is
+    ``-u/q`` and ``f = floor(a)``; a positive residue needs ``-f`` decrements and a
+    non-positive one ``f + 1``, which is ``|f + ½| + ½`` in both cases. The quantum is
+    chosen by the sign of ``u`` without ``np.where`` (slow on broadcast operands): since
+    ``q⁺ <= q⁻`` (asymmetry >= 0), ``|r_pos| >= |r_neg|`` and ``min(u·r_pos, u·r_neg)`` is
+    ``u·r_pos`` for ``u > 0`` and ``u·r_neg`` otherwise. ``u`` is overwritten and
+    ``scratch`` (float32, the shape of ``u``) is working space. Returns (sign, count, sat)
+    for every neuron (masking is the caller's).
+    """
+    negative = u <= 0
+    a = np.multiply(u, r_pos, out=scratch)
+    np.multiply(u, r_neg, out=u)
+    np.minimum(a, u, out=a)
+    np.floor(a, out=a)
+    a += 0.5
+    np.abs(a, out=a)
+    a += 0.5
+    sat = a > max_count
+    np.minimum(a, max_count, out=a)
+    return negative.view(np.uint8), a.astype(np.int64), sat
+
+
+def _workspace(owner, shape):
+    """Two float32 arrays of ``shape``, kept by ``owner`` (a dict) for its last shape.
+
+    Batches reuse them instead of allocating afresh: on the project's VM fresh arrays of a
+    few hundred KiB come back from the kernel page by page, which cost a 256-vector batch
+    more than its matrix product.
+    """
+    ws = owner.get("workspace")
+    if ws is None or ws[0].shape != shape:
+        ws = (np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32))
+        owner["workspace"] = ws
+    return ws
 
 
 class PhysicalCore:
@@ -390,6 +437,7 @@ class PhysicalCore:
             "ktc_sd": np.sqrt(ktc_var) * p.sample_gain * self.column_gain[:n_out],
             "mask": np.asarray(cfg.mask[:n_out], dtype=bool),
         }
+        plan["max_count"] = cfg.max_count
         plan["all_active"] = bool(plan["mask"].all())
         plan["any_active"] = bool(plan["mask"].any())
         plan["noise_sd"] = np.hypot(plan["read_sd"], plan["ktc_sd"])
@@ -410,6 +458,18 @@ class PhysicalCore:
             plan["threshold"] = plan["threshold"].astype(np.float32)
             plan["q_pos"] = plan["q_pos"].astype(np.float32)
             plan["q_neg"] = plan["q_neg"].astype(np.float32)
+            plan["r_pos"], plan["r_neg"] = 1.0 / plan["q_pos"], 1.0 / plan["q_neg"]  # negated reciprocals
+            plan["offset32"] = plan["cds32"] - plan["threshold"]  # integ + offset = the residue u
+        # The fused float32 path of mvm/mvm_batch: linear closed form, count mode, one call each.
+        plan["fused"] = bool(
+            plan["fast32"]
+            and p.mode == ConversionMode.COUNT
+            and p.integrator_sat_V is None
+            and not p.vneg_error
+            and not p.droop
+            and not cfg.noise_pulses
+            and cfg.max_count > 0
+        )
         lo, hi = cfg.in_range
         plan["in_lo"], plan["in_hi"] = lo, hi
         self._cache[cfg] = plan
@@ -470,7 +530,7 @@ class PhysicalCore:
         if plan["noisy"]:
             if rng is None:
                 raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
-            noise = rng.standard_normal(plan["n_out"], dtype=np.float32)
+            noise = standard_normal32(rng, (plan["n_out"],))
             noise *= plan["noise_sd32"]
             integ += noise
         if cfg.noise_pulses:
@@ -486,6 +546,7 @@ class PhysicalCore:
         x = check_input(cfg, x)
         plan = self._plan(cfg)
         p = self.params
+        rng = generator_of(rng)
         n_in, n_out = plan["n_in"], plan["n_out"]
         g = plan["g"]
         codes = encode_phases(cfg, x)[:, :, :n_in].astype(np.float64)
@@ -568,12 +629,39 @@ class PhysicalCore:
         code = np.where(mask, code, 0)
         return PhysicalResult(sign=sign, count=code, sat=np.zeros(n_out, dtype=bool), integ=u, steps_override=nbits)
 
+    def _fused(self, plan, xs, rng, *, integ_out=False):
+        """(sign, count, sat) of inputs ``xs`` (..., n_in) on the fused path, and the
+        integrator values if ``integ_out`` (else None)."""
+        u, scratch = _workspace(plan, (*xs.shape[:-1], plan["n_out"]))
+        np.matmul(np.multiply(xs, plan["drive_gain32"], dtype=np.float32), plan["g32"], out=u)
+        if plan["noisy"]:
+            if rng is None:
+                raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
+            noise = standard_normal32(rng, u.shape)
+            noise *= plan["noise_sd32"]
+            u += noise
+        integ = None
+        if integ_out:
+            integ = u + plan["cds32"]
+            np.subtract(integ, plan["threshold"], out=u)
+        else:
+            u += plan["offset32"]
+        sign, count, sat = _count32(u, plan["r_pos"], plan["r_neg"], plan["max_count"], scratch)
+        if not plan["all_active"]:
+            mask = plan["mask"]
+            sign, count, sat = (sign & mask).view(np.uint8), np.where(mask, count, 0), sat & mask
+        return sign, count, sat, integ
+
     def mvm(self, cfg, x, rng=None):
         """One vector: integrate (closed form, or stepped when rails are on) and convert.
 
         Rail clips of the vector are reported in ``PhysicalResult.rail_clips`` and added to
         :attr:`rail_clips`.
         """
+        plan = self._plan(cfg)
+        if plan["fused"]:
+            sign, count, sat, integ = self._fused(plan, self._input(plan, cfg, x), rng, integ_out=True)
+            return PhysicalResult(sign=sign, count=count, sat=sat, integ=integ)
         if self.params.integrator_sat_V is None:
             return self.convert(cfg, self.integrate(cfg, x, rng))
         integ, clips = self.integrate_phases(cfg, self._input(self._plan(cfg), cfg, x), rng)
@@ -603,22 +691,74 @@ class PhysicalCore:
             )
         plan = self._plan(cfg)
         xs = self._input(plan, cfg, xs, name="xs")
-        if plan["fast32"]:
-            integ = np.multiply(xs, plan["drive_gain32"], dtype=np.float32) @ plan["g32"]
-            integ += plan["cds32"]
-        else:
-            drive = xs * plan["drive_gain"]
-            integ = (drive @ plan["g"]) * plan["scale"] + plan["cds"]
+        if plan["fused"]:
+            return self._fused(plan, xs, rng)[:3]
+        drive = xs * plan["drive_gain"]
+        integ = (drive @ plan["g"]) * plan["scale"] + plan["cds"]
         if plan["noisy"]:
             if rng is None:
                 raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
-            noise = rng.standard_normal(integ.shape, dtype=np.float32)
-            noise *= plan["noise_sd32"]
-            integ += noise
+            integ += standard_normal32(rng, integ.shape) * plan["noise_sd"]
         sign, count, sat = _count(
             integ - plan["threshold"], plan["q_pos"], plan["q_neg"], cfg.max_count, plan["mask"], plan["all_active"]
         )
         return sign, count, sat
+
+
+class _Helper:
+    """One daemon thread that runs a job while the calling thread runs another.
+
+    numpy releases the GIL inside BLAS products and large ufunc loops, so a 48-core chip
+    step split in two halves runs on both cores of the machine. One caller at a time: a
+    concurrent caller (or a forked child, whose copy has no thread) runs both jobs itself.
+    """
+
+    _instance = None
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, name="cimdv-model-helper", daemon=True).start()
+
+    @classmethod
+    def get(cls):
+        if cls._instance is None or cls._instance.pid != os.getpid():
+            cls._instance = cls()
+        return cls._instance
+
+    def _serve(self):
+        while True:
+            job, reply = self._jobs.get()
+            try:
+                job()
+            except Exception as exc:  # handed back and re-raised in the caller
+                reply.put(exc)
+            else:
+                reply.put(None)
+
+    def run_both(self, here, there):
+        """Run ``there`` on the helper and ``here`` on the caller; return when both are done."""
+        if not self._lock.acquire(blocking=False):
+            there()
+            here()
+            return
+        try:
+            reply = queue.SimpleQueue()
+            self._jobs.put((there, reply))
+            try:
+                here()
+            finally:
+                failure = reply.get()
+            if failure is not None:
+                raise failure
+        finally:
+            self._lock.release()
+
+
+#: Stacks at least this large (float32 weight bytes) split their product over two threads by
+#: default; below it the hand-off (~20 µs) costs more than the second core saves.
+THREAD_MIN_BYTES = 4 << 20
 
 
 class CoreStack:
@@ -632,9 +772,14 @@ class CoreStack:
     ----------
     cores : sequence of PhysicalCore
         Cores of one geometry.
+    threads : int or None
+        1: every product on the calling thread. 2: the cores' products split in two halves,
+        one on a helper thread (results are identical: each core's product is the same
+        single-threaded BLAS call). None (default): 2 when the machine has two or more CPUs
+        and the stack holds at least :data:`THREAD_MIN_BYTES` of weights, else 1.
     """
 
-    def __init__(self, cores):
+    def __init__(self, cores, *, threads=None):
         cores = list(cores)
         if not cores or not all(isinstance(c, PhysicalCore) for c in cores):
             raise TypeError("cores must be a non-empty sequence of PhysicalCore")
@@ -647,7 +792,13 @@ class CoreStack:
         p = cores[0].params
         if p.mode != ConversionMode.COUNT or p.integrator_sat_V is not None or p.vneg_error or p.droop:
             raise ValueError("CoreStack supports count mode without rails, droop or vneg error")
+        if threads is None:
+            big = 4 * len(cores) * cores[0].g.size >= THREAD_MIN_BYTES
+            threads = 2 if big and len(cores) > 1 and (os.cpu_count() or 1) >= 2 else 1
+        if isinstance(threads, bool) or threads not in (1, 2):
+            raise ValueError(f"threads must be 1, 2 or None, not {threads!r}")
         self.cores = cores
+        self.threads = threads
         self._cfg = None
 
     def _stack(self, cfg):
@@ -655,14 +806,21 @@ class CoreStack:
             return self._stacked
         plans = [c._plan(cfg) for c in self.cores]
         keys = ("noise_sd", "threshold", "q_pos", "q_neg", "cds")
+        stacked = {k: np.stack([np.asarray(pl[k], dtype=np.float32) for pl in plans])[:, None, :] for k in keys}
+        # Non-ideal: multiply by reciprocal quanta (_count32); ideal: divide (_count, exact limit).
+        stacked["fast"] = plans[0]["fast32"] and cfg.max_count > 0
+        stacked["r_pos"], stacked["r_neg"] = 1.0 / stacked["q_pos"], 1.0 / stacked["q_neg"]
+        stacked["offset"] = stacked["cds"] - stacked["threshold"]
         self._stacked = {
+            **stacked,
             "g": np.stack([pl["g"] * pl["scale"] for pl in plans]).astype(np.float32),
-            **{k: np.stack([np.asarray(pl[k], dtype=np.float32) for pl in plans])[:, None, :] for k in keys},
             "drive_gain": plans[0]["drive_gain"].astype(np.float32),
             "mask": plans[0]["mask"],
             "all_active": plans[0]["all_active"],
             "noisy": plans[0]["noisy"],
             "n_in": plans[0]["n_in"],
+            "in_lo": plans[0]["in_lo"],
+            "in_hi": plans[0]["in_hi"],
         }
         self._cfg = cfg
         return self._stacked
@@ -676,18 +834,44 @@ class CoreStack:
             xs = xs[:, None, :]
         if xs.ndim != 3 or xs.shape[0] != len(self.cores) or xs.shape[2] != s["n_in"]:
             raise ValueError(f"xs must be (cores={len(self.cores)}, [batch,] {s['n_in']}), not shape {xs.shape}")
-        check_input(cfg, xs.reshape(-1, s["n_in"]), name="xs")
-        integ = np.matmul(np.multiply(xs, s["drive_gain"], dtype=np.float32), s["g"])
-        integ += s["cds"]
-        if s["noisy"]:
-            if rng is None:
-                raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
-            noise = rng.standard_normal(integ.shape, dtype=np.float32)
-            noise *= s["noise_sd"]
-            integ += noise
-        sign, count, sat = _count(
-            integ - s["threshold"], s["q_pos"], s["q_neg"], cfg.max_count, s["mask"], s["all_active"]
-        )
+        if not (xs.dtype.kind in "iu" and s["in_lo"] <= xs.min() and xs.max() <= s["in_hi"]):
+            check_input(cfg, xs.reshape(-1, s["n_in"]), name="xs")
+        if s["noisy"] and rng is None:
+            raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")
+        drive = np.multiply(xs, s["drive_gain"], dtype=np.float32)
+        g = s["g"]
+        integ, scratch = _workspace(s, (len(self.cores), xs.shape[1], g.shape[2]))
+        noise = []
+
+        def draw():  # one piece, in both modes: the realisation does not depend on ``threads``
+            if s["noisy"]:
+                noise.append(standard_normal32(rng, integ.shape))
+
+        if self.threads == 2:
+            # Only the products run in parallel: numpy's small element-wise calls would pass
+            # the GIL back and forth and cost more than they gain.
+            half = len(self.cores) // 2
+
+            def here():
+                np.matmul(drive[:half], g[:half], out=integ[:half])
+                draw()
+
+            _Helper.get().run_both(here, lambda: np.matmul(drive[half:], g[half:], out=integ[half:]))
+        else:
+            np.matmul(drive, g, out=integ)
+            draw()
+        if noise:
+            noise[0] *= s["noise_sd"]
+            integ += noise[0]
+        if s["fast"]:
+            integ += s["offset"]
+            sign, count, sat = _count32(integ, s["r_pos"], s["r_neg"], cfg.max_count, scratch)
+        else:
+            u = (integ + s["cds"]) - s["threshold"]  # the ideal limit's order of rounding
+            sign, count, sat = _count(u, s["q_pos"], s["q_neg"], cfg.max_count, s["mask"], True)
+        if not s["all_active"]:
+            mask = s["mask"]
+            sign, count, sat = (sign & mask).view(np.uint8), np.where(mask, count, 0), sat & mask
         if squeeze:
             return sign[:, 0], count[:, 0], sat[:, 0]
         return sign, count, sat

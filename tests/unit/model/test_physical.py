@@ -5,8 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from cimdv.model import physical
 from cimdv.model.encoding import CoreConfig, LineMode
 from cimdv.model.exact import ExactCore, MacroParams, run_sequence
+from cimdv.model.gauss import NormalStream
 from cimdv.model.physical import ConversionMode, CoreStack, PhysicalCore, PhysicalMacroState, PhysicalParams
 
 
@@ -370,3 +372,96 @@ def test_ir_drop_paths_agree():
         stepped, _ = core.integrate_phases(cfg, x)
         np.testing.assert_allclose(stepped, closed, rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(run_sequence(cfg, x, state).integ, stepped, rtol=1e-9, atol=1e-12)
+
+
+# -- speed paths: the fused float32 count, the stack's two threads, block-drawn noise ----------------
+
+
+def test_float32_count_equals_the_reference_count_off_the_boundaries():
+    """_count32 multiplies by reciprocal quanta; away from exact quantum multiples it is _count."""
+    rng = np.random.default_rng(41)
+    n = 4096
+    q = 1e-3 * rng.uniform(0.5, 1.5, n)
+    q_pos, q_neg = -(q * 0.95).astype(np.float32), -(q * 1.05).astype(np.float32)
+    u = (rng.uniform(-0.2, 0.2, (8, n))).astype(np.float32)
+    u[0, :16] = 0.0
+    want = physical._count(u, q_pos, q_neg, 100, None, True)
+    got = physical._count32(u.copy(), 1.0 / q_pos, 1.0 / q_neg, 100, np.empty_like(u))
+    ratio = np.where(u > 0, u / -q_pos, u / -q_neg)
+    clear = np.abs(ratio - np.round(ratio)) > 1e-4  # not within rounding of a quantum boundary
+    assert clear.mean() > 0.99 and (want[2] & clear).any() and (~want[2] & clear).any()
+    for w, g in zip(want, got, strict=True):
+        assert np.array_equal(w[clear], g[clear])
+
+
+def test_reciprocal_quanta_keep_the_ordering_the_float32_count_relies_on():
+    cfg = CoreConfig(rows=4, cols=6, backward=False, signed=True, in_bits=3, out_bits=8, pulse_mult=1, max_count=9)
+    general = PhysicalCore(np.ones((4, 6)), NOISY, seed=4)
+    assert general._plan(cfg)["fused"] is False  # vneg error and droop need the general path
+    params = dataclasses.replace(NOISY, vneg_error=0.0, droop=0.0, decrement_mismatch=0.2)
+    plan = PhysicalCore(np.ones((4, 6)), params, seed=4)._plan(cfg)
+    assert plan["fused"] and (np.abs(plan["r_pos"]) >= np.abs(plan["r_neg"])).all()
+
+
+FUSED = dataclasses.replace(NOISY, vneg_error=0.0, droop=0.0, noise_q_V=0.0)
+CFG_32x24 = CoreConfig(rows=32, cols=24, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=2, max_count=63)
+
+
+def test_batch_results_do_not_alias_the_working_space():
+    rng = np.random.default_rng(6)
+    core = PhysicalCore(rng.uniform(0, 40, (32, 24)), FUSED, seed=1)
+    xs = rng.integers(-7, 8, (50, 32))
+    first = core.mvm_batch(CFG_32x24, xs, np.random.default_rng(2))
+    kept = [a.copy() for a in first]
+    core.mvm_batch(CFG_32x24, -xs, np.random.default_rng(3))
+    single = core.mvm(CFG_32x24, xs[0], np.random.default_rng(2))
+    core.mvm(CFG_32x24, -xs[0], np.random.default_rng(2))
+    for a, b in zip(first, kept, strict=True):
+        assert np.array_equal(a, b)
+    assert single.integ.dtype == np.float32 and np.isfinite(single.integ).all()
+
+
+def test_stream_noise_reproduces_and_feeds_every_path():
+    rng = np.random.default_rng(12)
+    core = PhysicalCore(rng.uniform(0, 40, (32, 24)), FUSED, seed=1)
+    xs = rng.integers(-7, 8, (6, 32))
+    a = [core.mvm(CFG_32x24, x, NormalStream(4)).count for x in xs]
+    b = [core.mvm(CFG_32x24, x, NormalStream(4)).count for x in xs]
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    stream = NormalStream(4)
+    sequence = [core.mvm(CFG_32x24, x, stream).integ for x in xs]
+    assert len({bytes(s) for s in sequence}) == len(xs)  # each vector its own draw
+    # The stepped path (integrator rails) takes the stream's generator.
+    railed = PhysicalCore(core.g, dataclasses.replace(FUSED, integrator_sat_V=10.0), seed=1)
+    assert railed.mvm(CFG_32x24, xs[0], NormalStream(4)).count.shape == (24,)
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_core_stack_threads_give_identical_results(noisy):
+    rng = np.random.default_rng(13)
+    params = FUSED if noisy else dataclasses.replace(FUSED, read_noise_uS=0.0, ktc_noise_V=0.0)
+    cores = [PhysicalCore(rng.uniform(0, 40, (32, 24)), params, seed=s) for s in range(7)]
+    xs = rng.integers(-7, 8, (7, 5, 32))
+    one = CoreStack(cores, threads=1).mvm(CFG_32x24, xs, np.random.default_rng(9))
+    two = CoreStack(cores, threads=2).mvm(CFG_32x24, xs, np.random.default_rng(9))
+    for a, b in zip(one, two, strict=True):
+        assert a.shape == (7, 5, 24) and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="threads must be 1, 2 or None"):
+        CoreStack(cores, threads=3)
+    assert CoreStack(cores).threads == 1  # 7 small cores: below THREAD_MIN_BYTES
+
+
+def test_helper_thread_hands_back_failures_and_restarts_after_fork(monkeypatch):
+    helper = physical._Helper.get()
+    ran = []
+
+    def fail():
+        raise RuntimeError("helper job failed")
+
+    with pytest.raises(RuntimeError, match="helper job failed"):
+        helper.run_both(lambda: ran.append("here"), fail)
+    assert ran == ["here"]
+    helper.run_both(lambda: ran.append("again"), lambda: ran.append("there"))
+    assert sorted(ran) == ["again", "here", "there"]
+    monkeypatch.setattr(physical.os, "getpid", lambda: -1)  # as in a forked child
+    assert physical._Helper.get() is not helper
