@@ -498,6 +498,7 @@ class PhysicalCore:
             and x.dtype.kind in "iu"
             and x.shape[-1:] == (plan["n_in"],)
             and x.ndim <= 2
+            and x.size
             and plan["in_lo"] <= x.min()
             and x.max() <= plan["in_hi"]
         ):
@@ -834,7 +835,7 @@ class CoreStack:
             xs = xs[:, None, :]
         if xs.ndim != 3 or xs.shape[0] != len(self.cores) or xs.shape[2] != s["n_in"]:
             raise ValueError(f"xs must be (cores={len(self.cores)}, [batch,] {s['n_in']}), not shape {xs.shape}")
-        if not (xs.dtype.kind in "iu" and s["in_lo"] <= xs.min() and xs.max() <= s["in_hi"]):
+        if not (xs.dtype.kind in "iu" and xs.size and s["in_lo"] <= xs.min() and xs.max() <= s["in_hi"]):
             check_input(cfg, xs.reshape(-1, s["n_in"]), name="xs")
         if s["noisy"] and rng is None:
             raise ValueError("rng is required when read or kT/C noise is on (per-activation draws)")

@@ -465,3 +465,11 @@ def test_helper_thread_hands_back_failures_and_restarts_after_fork(monkeypatch):
     assert sorted(ran) == ["again", "here", "there"]
     monkeypatch.setattr(physical.os, "getpid", lambda: -1)  # as in a forked child
     assert physical._Helper.get() is not helper
+
+
+def test_empty_batches_give_empty_results():
+    core = PhysicalCore(np.ones((32, 24)), FUSED, seed=1)
+    sign, count, sat = core.mvm_batch(CFG_32x24, np.zeros((0, 32), dtype=int), np.random.default_rng(0))
+    assert sign.shape == count.shape == sat.shape == (0, 24)
+    sign, count, sat = CoreStack([core, core]).mvm(CFG_32x24, np.zeros((2, 0, 32), dtype=int), np.random.default_rng(0))
+    assert count.shape == (2, 0, 24)
