@@ -15,6 +15,9 @@ __all__ = [
     "MAX_OUT_BITS",
     "COUNT_BITS",
     "MacroOp",
+    "ProgOp",
+    "G_CODE_BITS",
+    "AMP_BITS",
     "CoreState",
     "LineMode",
     "DriveCode",
@@ -53,6 +56,25 @@ class MacroOp(enum.Enum, shape=3):
     DECREMENT = 5
     #: Inject one pseudo-random noise charge into every integrator (stochastic neurons).
     NOISE = 6
+
+
+class ProgOp(enum.Enum, shape=2):
+    """Operation the write-verify sequencer asks of the macro's programming port."""
+
+    #: Nothing; the selected cell is not biased.
+    IDLE = 0
+    #: One SET pulse (conductance up) on cell (``row``, ``col``) at amplitude ``amp``.
+    SET = 1
+    #: One RESET pulse (conductance down) on cell (``row``, ``col``) at amplitude ``amp``.
+    RESET = 2
+    #: Verify read of cell (``row``, ``col``): the macro answers on ``g_code``.
+    READ = 3
+
+
+#: Width of a verify reading: the cell's conductance in steps of 0.25 µS (0 .. 63.75 µS).
+G_CODE_BITS = 8
+#: Width of a pulse amplitude code: the pulse voltage in steps of 20 mV (0 .. 5.1 V).
+AMP_BITS = 8
 
 
 class DriveCode(enum.Enum, shape=2):

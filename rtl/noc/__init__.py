@@ -1,0 +1,1 @@
+"""Network-on-chip: routers, meshes and their packet layouts."""
