@@ -1,0 +1,1 @@
+"""The host interface: command/response protocol and the host bridge."""

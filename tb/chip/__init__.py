@@ -1,0 +1,1 @@
+"""Chip-level testbench: packets, the host driver, environments and tests."""
