@@ -113,8 +113,20 @@ class HostBridge(wiring.Component):
 
         in_grid = (rect.x0 <= rect.x1) & (rect.y0 <= rect.y1) & (rect.x1 < self.cols) & (rect.y1 < self.rows)
         core_x, core_y = args[0][0:4], args[0][4:8]
+        # The request header: combinational from registered destination and kind.
+        dst = [Signal(4, name=n) for n in ("dst_x0", "dst_y0", "dst_x1", "dst_y1")]
+        req_kind = Signal(PacketKind)
         req_head = Signal(Header)
-        m.d.comb += [req_head.src_x.eq(EDGE), req_head.src_y.eq(0), req_head.tag.eq(hdr.tag)]
+        m.d.comb += [
+            req_head.x0.eq(dst[0]),
+            req_head.y0.eq(dst[1]),
+            req_head.x1.eq(dst[2]),
+            req_head.y1.eq(dst[3]),
+            req_head.src_x.eq(EDGE),
+            req_head.src_y.eq(0),
+            req_head.kind.eq(req_kind),
+            req_head.tag.eq(hdr.tag),
+        ]
         rsp_head = Header(rsp.payload.data)
 
         with m.FSM():
@@ -165,11 +177,11 @@ class HostBridge(wiring.Component):
                                 m.next = "HEADER"
                             with m.Else():
                                 m.d.sync += [
-                                    req_head.x0.eq(rect.x0),
-                                    req_head.y0.eq(rect.y0),
-                                    req_head.x1.eq(rect.x1),
-                                    req_head.y1.eq(rect.y1),
-                                    req_head.kind.eq(PacketKind.CSR_WRITE),
+                                    dst[0].eq(rect.x0),
+                                    dst[1].eq(rect.y0),
+                                    dst[2].eq(rect.x1),
+                                    dst[3].eq(rect.y1),
+                                    req_kind.eq(PacketKind.CSR_WRITE),
                                     expected.eq((rect.x1 - rect.x0 + 1) * (rect.y1 - rect.y0 + 1)),
                                     resp_len.eq(2),
                                 ]
@@ -183,11 +195,11 @@ class HostBridge(wiring.Component):
                                 m.next = "HEADER"
                             with m.Else():
                                 m.d.sync += [
-                                    req_head.x0.eq(core_x),
-                                    req_head.y0.eq(core_y),
-                                    req_head.x1.eq(core_x),
-                                    req_head.y1.eq(core_y),
-                                    req_head.kind.eq(PacketKind.CSR_READ),
+                                    dst[0].eq(core_x),
+                                    dst[1].eq(core_y),
+                                    dst[2].eq(core_x),
+                                    dst[3].eq(core_y),
+                                    req_kind.eq(PacketKind.CSR_READ),
                                     expected.eq(1),
                                     resp_len.eq(1),
                                     # CSR_READ's arguments are [core, addr]: send addr as
@@ -201,7 +213,7 @@ class HostBridge(wiring.Component):
 
             with m.State("SEND"):
                 # [header] [addr] [data]: CSR_WRITE sends all three, CSR_READ the first two.
-                is_read = req_head.kind == PacketKind.CSR_READ
+                is_read = req_kind == PacketKind.CSR_READ
                 words = [req_head.as_value(), args[1], args[2]]
                 with m.Switch(sent):
                     for i, w in enumerate(words):
