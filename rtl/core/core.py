@@ -21,9 +21,10 @@ from .layouts import (
     input_beat_layout,
     output_beat_layout,
 )
-from .macro import MacroSignature
+from .macro import MacroSignature, ProgramSignature
 from .neurons import NeuronArray
-from .regs import LINES_PER_WORD, NEURONS_PER_WORD, ErrorBit, register_map
+from .regs import LINES_PER_WORD, NEURONS_PER_WORD, PROG_KEY, ErrorBit, register_map
+from .writeverify import WriteVerify
 
 __all__ = ["CimCore"]
 
@@ -64,13 +65,19 @@ class CimCore(wiring.Component):
     start : :py:`In(1)`
         One-cycle start pulse, same as writing ``CTRL.start``.
     busy : :py:`Out(1)`
-        A run is in progress (from the cycle after an accepted start to ``done``).
+        A run or a write-verify command is in progress (from the cycle after an accepted
+        start or ``PROG_CTRL.start`` to ``done``).
     done : :py:`Out(1)`
-        One-cycle pulse on the last busy cycle of a run (normal end, abort or error).
+        One-cycle pulse on the last busy cycle of a run (normal end, abort or error) or of a
+        write-verify command (any outcome).
     error : :py:`Out(1)`
         ``ERROR`` is non-zero.
     macro : :py:`Out(MacroSignature(lines=max(rows, cols)))`
         The analog boundary (docs/analog-boundary.md).
+    prog : :py:`Out(ProgramSignature(rows=rows, cols=cols))`
+        The macro's cell-programming port, driven by the :class:`WriteVerify` sequencer
+        (docs/analog-boundary.md §6). IDLE unless a command was accepted, which needs
+        ``PROG_KEY`` unlocked.
 
     Timing
     ------
@@ -79,7 +86,9 @@ class CimCore(wiring.Component):
     both phases ``PULSE_MULT * 2**b * (T_SAMPLE + T_INTEG)`` + ``NOISE_PULSES`` noise
     pulses + ``T_COMPARE`` + ``steps * (T_DECR + T_COMPARE)`` cycles, then one output
     beat per cycle while ``outputs.ready`` is high. Every wait on a stream is bounded by
-    ``WATCHDOG`` cycles.
+    ``WATCHDOG`` cycles. A write-verify command is accepted like a start (``busy`` on the
+    next cycle) and takes the sequencer's time (:class:`WriteVerify`, bounded by its
+    operation budget) plus one FINISH cycle.
     """
 
     def __init__(self, *, rows=256, cols=256, lanes=16, pulse_bits=8):
@@ -109,6 +118,7 @@ class CimCore(wiring.Component):
                 "done": Out(1),
                 "error": Out(1),
                 "macro": Out(MacroSignature(lines=self.lines)),
+                "prog": Out(ProgramSignature(rows=rows, cols=cols)),
             }
         )
 
@@ -121,6 +131,8 @@ class CimCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.csr), regs.bus)
         m.submodules.encoder = enc = PhaseEncoder(lines=lines)
         m.submodules.neurons = neurons = NeuronArray(lines=lines)
+        m.submodules.write_verify = wv = WriteVerify(rows=rows, cols=cols)
+        wiring.connect(m, wv.prog, wiring.flipped(self.prog))
 
         def field(reg, name):
             r = regmap[reg]
@@ -261,6 +273,52 @@ class CimCore(wiring.Component):
 
         start_req = self.start | regs.ctrl[0]
         abort_req = regs.ctrl[1]
+
+        # ---- write-verify: key lock, settings, start checks ----------------------------------
+        unlocked = Signal()
+        prog_done_q = Signal()
+        key_addr = regmap["PROG_KEY"].addr
+        with m.If(self.csr.w_stb & (self.csr.addr == key_addr)):
+            m.d.sync += unlocked.eq(self.csr.w_data == PROG_KEY)
+        prog_start_req = regs.prog_ctrl[0]
+        m.d.comb += [wv.row.eq(field("PROG_CELL", "row")), wv.col.eq(field("PROG_CELL", "col"))]
+        settings = wv.settings
+        for member, reg, name in (
+            ("target", "PROG_TARGET", "target"),
+            ("tol", "PROG_TARGET", "tol"),
+            ("set_start", "PROG_SET", "start"),
+            ("set_end", "PROG_SET", "end"),
+            ("set_step", "PROG_SET", "step"),
+            ("reset_start", "PROG_RESET", "start"),
+            ("reset_end", "PROG_RESET", "end"),
+            ("reset_step", "PROG_RESET", "step"),
+            ("pulse_limit", "PROG_LIMITS", "pulse_limit"),
+            ("iter_limit", "PROG_LIMITS", "iter_limit"),
+            ("max_ops", "PROG_LIMITS", "max_ops"),
+            ("t_pulse", "T_PULSE", "t_pulse"),
+            ("t_read", "T_READ", "t_read"),
+        ):
+            m.d.comb += getattr(settings, member).eq(field(reg, name))
+        # A programming start is refused while locked (PROG_LOCKED), while anything runs or an
+        # error is pending (START_BUSY; an MVM start in the same cycle wins), and with an
+        # illegal cell or setting. Only an accepted start reaches the sequencer.
+        prog_blocked = (state != CoreState.IDLE) | start_req | regs.error.any()
+        with m.If(prog_start_req):
+            with m.If(~unlocked):
+                m.d.comb += err_set[ErrorBit.PROG_LOCKED].eq(1)
+            with m.If(prog_blocked):
+                m.d.comb += err_set[ErrorBit.START_BUSY].eq(1)
+            with m.If(unlocked & ~prog_blocked):
+                with m.If(wv.cell_error | wv.setting_error):
+                    m.d.comb += [
+                        err_set[ErrorBit.PROG_CELL].eq(wv.cell_error),
+                        err_set[ErrorBit.PROG_SETTING].eq(wv.setting_error),
+                    ]
+                with m.Else():
+                    m.d.comb += wv.start.eq(1)
+                    m.d.sync += [go(CoreState.PROGRAM), done_q.eq(0), aborted_q.eq(0), prog_done_q.eq(0)]
+        with m.If(wv.done):
+            m.d.sync += prog_done_q.eq(1)
 
         # Input beat capture and range check (used in LOAD).
         beat = self.inputs.payload
@@ -419,6 +477,10 @@ class CimCore(wiring.Component):
                         m.d.comb += err_set[ErrorBit.TIMEOUT_OUT].eq(1)
                         finish()
 
+            with m.Case(CoreState.PROGRAM):
+                with m.If(wv.done):
+                    finish()
+
             with m.Case(CoreState.FINISH):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += [go(CoreState.IDLE), done_q.eq(1)]
@@ -429,6 +491,7 @@ class CimCore(wiring.Component):
         # Abort wins over everything the state machine did this cycle.
         with m.If(abort_req & (state != CoreState.IDLE) & (state != CoreState.FINISH)):
             m.d.sync += [go(CoreState.FINISH), self.macro.drive.eq(0), aborted_q.eq(1)]
+            m.d.comb += wv.abort.eq(state == CoreState.PROGRAM)
 
         # Output beat: neurons out_beat*lanes .. +lanes-1 (inactive ones read as zero).
         payload = self.outputs.payload
@@ -463,5 +526,8 @@ class CimCore(wiring.Component):
             regs.vectors.eq(vectors),
             regs.last_cycles.eq(last_cycles),
             regs.last_steps.eq(last_steps),
+            regs.prog_status.eq(Cat(wv.busy, prog_done_q, unlocked, Const(0, 5), wv.state)),
+            regs.prog_result.eq(Cat(wv.result.outcome, Const(0, 5), wv.result.reading, wv.result.iterations)),
+            regs.prog_pulses.eq(Cat(wv.result.set_pulses, wv.result.reset_pulses)),
         ]
         return m

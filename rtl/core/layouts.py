@@ -18,6 +18,11 @@ __all__ = [
     "ProgOp",
     "G_CODE_BITS",
     "AMP_BITS",
+    "PROG_COUNT_BITS",
+    "ProgOutcome",
+    "ProgState",
+    "ProgSettings",
+    "ProgResult",
     "CoreState",
     "LineMode",
     "DriveCode",
@@ -75,6 +80,90 @@ class ProgOp(enum.Enum, shape=2):
 G_CODE_BITS = 8
 #: Width of a pulse amplitude code: the pulse voltage in steps of 20 mV (0 .. 5.1 V).
 AMP_BITS = 8
+#: Width of the write-verify operation budget and of its pulse and iteration counters.
+PROG_COUNT_BITS = 16
+
+
+class ProgOutcome(enum.Enum, shape=3):
+    """Result of one write-verify command (``PROG_RESULT.outcome``; docs/architecture.md)."""
+
+    #: The verify reading was in the window, and so was the confirming re-read.
+    PASS = 0
+    #: Failed (pulse or iteration limit) with the last reading below the target.
+    FAIL_LOW = 1
+    #: Failed (pulse or iteration limit) with the last reading at or above the target.
+    FAIL_HIGH = 2
+    #: The operation budget (``PROG_LIMITS.max_ops``) ran out before the cell was decided.
+    TIMEOUT = 3
+    #: Ended by ``CTRL.abort``.
+    ABORTED = 4
+    #: No command has completed since reset (reset value).
+    NONE = 5
+
+
+class ProgState(enum.Enum, shape=4):
+    """States of the write-verify sequencer (``PROG_STATUS.state``; docs/architecture.md)."""
+
+    IDLE = 0
+    #: One IDLE cycle on the port, then a READ (or TIMEOUT when the budget is spent).
+    ISSUE_READ = 1
+    READ = 2
+    #: A SET or RESET pulse.
+    PULSE = 3
+    #: RESET loop: pulse while the reading is above the window.
+    RESET_DECIDE = 4
+    #: SET loop: pulse while the reading is below the window.
+    SET_DECIDE = 5
+    #: End of an outer iteration: confirm a reading in the window, else check the limits.
+    ITER_END = 6
+    #: After the confirming re-read: PASS when still in the window.
+    CONFIRM = 7
+    #: Fail (limits reached) or restart the outer iteration.
+    FAIL_CHECK = 8
+    #: Last busy cycle: ``done`` pulses.
+    DONE = 9
+
+
+class ProgSettings(data.Struct):
+    """Settings of one write-verify command, in the integer codes of the programming port.
+
+    The register fields of ``PROG_TARGET``, ``PROG_SET``, ``PROG_RESET``, ``PROG_LIMITS``,
+    ``T_PULSE`` and ``T_READ`` (docs/register-map.md) feed these members one to one.
+    """
+
+    #: Target conductance code (0.25 µS steps).
+    target: unsigned(G_CODE_BITS)
+    #: Tolerance code: the window is ``target - tol <= reading < target + tol``.
+    tol: unsigned(G_CODE_BITS)
+    #: SET amplitude ramp: first pulse of a SET loop, last (end) amplitude, increment (20 mV codes).
+    set_start: unsigned(AMP_BITS)
+    set_end: unsigned(AMP_BITS)
+    set_step: unsigned(AMP_BITS)
+    #: RESET amplitude ramp, same rule.
+    reset_start: unsigned(AMP_BITS)
+    reset_end: unsigned(AMP_BITS)
+    reset_step: unsigned(AMP_BITS)
+    #: Pulses at the end amplitude after which a SET or RESET loop stops (>= 1).
+    pulse_limit: unsigned(8)
+    #: The cell fails when an unsuccessful outer iteration leaves the count above it.
+    iter_limit: unsigned(8)
+    #: Most operations (pulses + reads) of one command before it ends with TIMEOUT (>= 1).
+    max_ops: unsigned(PROG_COUNT_BITS)
+    #: Cycles of each SET/RESET pulse and of each READ (>= 1).
+    t_pulse: unsigned(16)
+    t_read: unsigned(16)
+
+
+class ProgResult(data.Struct):
+    """Result of the latest write-verify command (``PROG_RESULT`` and ``PROG_PULSES``)."""
+
+    outcome: ProgOutcome
+    #: The last verify reading (G code).
+    reading: unsigned(G_CODE_BITS)
+    #: Outer iterations completed.
+    iterations: unsigned(PROG_COUNT_BITS)
+    set_pulses: unsigned(PROG_COUNT_BITS)
+    reset_pulses: unsigned(PROG_COUNT_BITS)
 
 
 class DriveCode(enum.Enum, shape=2):
@@ -149,3 +238,5 @@ class CoreState(enum.Enum, shape=4):
     STEP_COMPARE = 10
     OUTPUT = 11
     FINISH = 12
+    #: A write-verify command is running (``WriteVerify`` drives the programming port).
+    PROGRAM = 13

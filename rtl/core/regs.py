@@ -15,12 +15,14 @@ All registers are 32 bits wide and word addressed. Access types:
 
 from dataclasses import dataclass
 
-from .layouts import COUNT_BITS
+from .layouts import COUNT_BITS, ProgOutcome
 
-__all__ = ["Field", "Register", "RegisterMap", "ErrorBit", "register_map", "CORE_ID"]
+__all__ = ["Field", "Register", "RegisterMap", "ErrorBit", "register_map", "CORE_ID", "PROG_KEY", "PROG_TIMING"]
 
 #: Value of the ``ID`` register ("CIM" core, map version 1).
 CORE_ID = 0xC1A0_0001
+#: The value that unlocks cell programming when written to ``PROG_KEY`` ("safe code").
+PROG_KEY = 0x5AFE_C0DE
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ class ErrorBit:
     BATCH = 6
     #: START with a line in LineMode.RESERVED among the driven lines.
     LINE_MODE = 7
-    #: START (CSR or port) while a run is in progress, or while ERROR is non-zero.
+    #: START (CSR or port) or PROG_CTRL.start while a run or a write-verify command is in
+    #: progress, or while ERROR is non-zero.
     START_BUSY = 8
     #: Configuration write while busy (refused; register unchanged).
     CONFIG_BUSY = 9
@@ -95,6 +98,12 @@ class ErrorBit:
     TIMEOUT_OUT = 13
     #: CSR access to an unmapped address (write ignored, read returns 0).
     BAD_ADDR = 14
+    #: PROG_CTRL.start while programming is locked (PROG_KEY not written with the key).
+    PROG_LOCKED = 15
+    #: PROG_CTRL.start with PROG_CELL outside the array (row >= rows or col >= cols).
+    PROG_CELL = 16
+    #: PROG_CTRL.start with an illegal write-verify setting (step 0, start > end, a zero limit or time).
+    PROG_SETTING = 17
 
     #: Errors that a START checks and refuses on.
     CONFIG = (IN_BITS, OUT_BITS, PULSE_MULT, PULSE_OVF, MAX_COUNT, TIMING, BATCH, LINE_MODE)
@@ -138,6 +147,9 @@ NEURONS_PER_WORD = 32
 # NeuRRAM's phase timings at a 100 MHz controller clock (neurram-chip.md §2.4):
 # t_sample = 2 -> 3 cycles; t_integ = 63 -> 8*63+1 = 505; t_comp = 2 -> 17; t_reset = 0 -> 1.
 NEURRAM_TIMING = {"T_INIT": 25, "T_SAMPLE": 3, "T_INTEG": 505, "T_COMPARE": 17, "T_DECR": 1, "T_NOISE": 1}
+# Write-verify timing at 100 MHz: the chip's 1 µs programming pulse (neurram-chip.md §4.3), and a
+# verify read of 10 µs (an assumption: the chip's averaged auto-range reads take far longer).
+PROG_TIMING = {"T_PULSE": 100, "T_READ": 1000}
 
 
 def register_map(*, rows, cols, pulse_bits=8):
@@ -161,7 +173,13 @@ def register_map(*, rows, cols, pulse_bits=8):
             "wo",
             (
                 Field("start", 0, 1, 0, "Write 1: start a run of BATCH vectors (same as a pulse on the start port)."),
-                Field("abort", 1, 1, 0, "Write 1: abandon the run at once; the macro returns to IDLE and DONE is set."),
+                Field(
+                    "abort",
+                    1,
+                    1,
+                    0,
+                    "Write 1: abandon the run or write-verify command at once; the macro returns to IDLE, DONE is set.",
+                ),
             ),
         ),
         Register(
@@ -169,10 +187,22 @@ def register_map(*, rows, cols, pulse_bits=8):
             0x03,
             "ro",
             (
-                Field("busy", 0, 1, 0, "A run is in progress."),
-                Field("done", 1, 1, 0, "Sticky: a run has ended (normally, by abort or by error). Cleared by START."),
+                Field("busy", 0, 1, 0, "A run or a write-verify command is in progress."),
+                Field(
+                    "done",
+                    1,
+                    1,
+                    0,
+                    "Sticky: a run or command has ended (normally, by abort or by error). Cleared by a new start.",
+                ),
                 Field("error", 2, 1, 0, "ERROR is non-zero."),
-                Field("aborted", 3, 1, 0, "Sticky: the last run ended by CTRL.abort. Cleared by START."),
+                Field(
+                    "aborted",
+                    3,
+                    1,
+                    0,
+                    "Sticky: the last run or command ended by CTRL.abort. Cleared by a new start.",
+                ),
                 Field("state", 8, 4, 0, "Controller state (diagnostic; see docs/architecture.md)."),
             ),
         ),
@@ -254,6 +284,7 @@ def register_map(*, rows, cols, pulse_bits=8):
             (Field("pulse_bits", 0, 8, pulse_bits, "Width of the per-phase pulse counter."),),
         ),
     ]
+    regs += _program_registers()
     for w in range((lines + LINES_PER_WORD - 1) // LINES_PER_WORD):
         n = min(LINES_PER_WORD, lines - w * LINES_PER_WORD)
         regs.append(
@@ -277,6 +308,130 @@ def register_map(*, rows, cols, pulse_bits=8):
             )
         )
     return RegisterMap(regs)
+
+
+def _program_registers():
+    """The write-verify registers (0x14..0x1F): key, command, settings, results."""
+    amp = "amplitude code (20 mV steps)"
+    return [
+        Register(
+            "PROG_KEY",
+            0x14,
+            "wo",
+            (
+                Field(
+                    "key",
+                    0,
+                    32,
+                    0,
+                    f"Write 0x{PROG_KEY:08X} to unlock cell programming; writing any other value locks it.",
+                ),
+            ),
+        ),
+        Register(
+            "PROG_CTRL",
+            0x15,
+            "wo",
+            (Field("start", 0, 1, 0, "Write 1: program cell PROG_CELL with the PROG_* settings (one cell)."),),
+        ),
+        Register(
+            "PROG_STATUS",
+            0x16,
+            "ro",
+            (
+                Field("busy", 0, 1, 0, "A write-verify command is in progress."),
+                Field("done", 1, 1, 0, "Sticky: a command has ended. Cleared by an accepted PROG_CTRL.start."),
+                Field("unlocked", 2, 1, 0, "PROG_KEY holds the key: PROG_CTRL.start is allowed."),
+                Field("state", 8, 4, 0, "Sequencer state (ProgState; diagnostic)."),
+            ),
+        ),
+        Register(
+            "PROG_CELL",
+            0x17,
+            "rw",
+            (
+                Field("row", 0, 16, 0, "Row of the cell to program (< rows)."),
+                Field("col", 16, 16, 0, "Column of the cell to program (< cols)."),
+            ),
+        ),
+        Register(
+            "PROG_TARGET",
+            0x18,
+            "rw",
+            (
+                Field("target", 0, 8, 0, "Target conductance code (0.25 µS steps)."),
+                Field("tol", 8, 8, 4, "Tolerance code (>= 1): pass when target - tol <= reading < target + tol."),
+            ),
+        ),
+        Register(
+            "PROG_SET",
+            0x19,
+            "rw",
+            (
+                Field("start", 0, 8, 60, f"SET {amp} of the first pulse of every SET loop (1.2 V)."),
+                Field("end", 8, 8, 165, f"SET end {amp} (>= start; 3.3 V); pulses at it are counted."),
+                Field("step", 16, 8, 5, f"SET {amp} increment per pulse (>= 1; 0.1 V)."),
+            ),
+        ),
+        Register(
+            "PROG_RESET",
+            0x1A,
+            "rw",
+            (
+                Field("start", 0, 8, 60, f"RESET {amp} of the first pulse of every RESET loop (1.2 V)."),
+                Field("end", 8, 8, 165, f"RESET end {amp} (>= start; 3.3 V); pulses at it are counted."),
+                Field("step", 16, 8, 5, f"RESET {amp} increment per pulse (>= 1; 0.1 V)."),
+            ),
+        ),
+        Register(
+            "PROG_LIMITS",
+            0x1B,
+            "rw",
+            (
+                Field("pulse_limit", 0, 8, 30, "Pulses at the end amplitude that stop a SET or RESET loop (>= 1)."),
+                Field("iter_limit", 8, 8, 20, "Fail when an unsuccessful outer iteration leaves the count above it."),
+                Field("max_ops", 16, 16, 0xFFFF, "Operation budget (pulses + reads, >= 1); then outcome TIMEOUT."),
+            ),
+        ),
+        Register(
+            "T_PULSE",
+            0x1C,
+            "rw",
+            (Field("t_pulse", 0, 16, PROG_TIMING["T_PULSE"], "Cycles of each SET or RESET pulse (>= 1)."),),
+        ),
+        Register(
+            "T_READ",
+            0x1D,
+            "rw",
+            (Field("t_read", 0, 16, PROG_TIMING["T_READ"], "Cycles of each verify READ (>= 1)."),),
+        ),
+        Register(
+            "PROG_RESULT",
+            0x1E,
+            "ro",
+            (
+                Field(
+                    "outcome",
+                    0,
+                    3,
+                    ProgOutcome.NONE.value,
+                    "ProgOutcome: 0 PASS, 1 FAIL_LOW, 2 FAIL_HIGH, "
+                    "3 TIMEOUT, 4 ABORTED, 5 NONE (none yet; also while a command runs).",
+                ),
+                Field("reading", 8, 8, 0, "The last verify reading (G code)."),
+                Field("iterations", 16, 16, 0, "Outer iterations of the latest command."),
+            ),
+        ),
+        Register(
+            "PROG_PULSES",
+            0x1F,
+            "ro",
+            (
+                Field("set", 0, 16, 0, "SET pulses of the latest command."),
+                Field("reset", 16, 16, 0, "RESET pulses of the latest command."),
+            ),
+        ),
+    ]
 
 
 def render_markdown(regmap=None):
@@ -350,6 +505,19 @@ def render_markdown(regmap=None):
         "`PULSE_OVF` is evaluated only when `IN_BITS` is legal and `MAX_COUNT` only when `OUT_BITS` is.",
         "Stream errors end the run (`STATUS.done`) without producing the failing vector's output.",
         "",
+        "## Programming (write-verify)",
+        "",
+        f"Cell programming is locked at reset. Writing `0x{PROG_KEY:08X}` to `PROG_KEY` unlocks it; writing",
+        "any other value locks it again (a running command completes). `PROG_CTRL.start` programs the one",
+        "cell of `PROG_CELL` with the `PROG_*` settings, `T_PULSE` and `T_READ`; it is refused (no operation",
+        "reaches the macro) with `PROG_LOCKED` while locked, `START_BUSY` while an MVM run or a command is in",
+        "progress or `ERROR` is non-zero, else `PROG_CELL` / `PROG_SETTING` when the cell or a setting is",
+        "illegal. While a command runs the core is busy (`STATUS.busy`, `STATUS.state` = PROGRAM): `rw`",
+        "writes and START are refused as during a run, and `CTRL.abort` ends it (outcome ABORTED). The end",
+        "of a command pulses the `done` port and sets `STATUS.done` and `PROG_STATUS.done`; `PROG_RESULT`",
+        "and `PROG_PULSES` are then final. Amplitude codes are 20 mV steps, conductance codes 0.25 µS steps",
+        "(docs/analog-boundary.md §6).",
+        "",
     ]
     return "\n".join(out)
 
@@ -363,13 +531,17 @@ _ERROR_DOCS = {
     "TIMING": "START with a T_* register or WATCHDOG equal to 0",
     "BATCH": "START with BATCH 0",
     "LINE_MODE": "START with a driven line in the reserved LineMode 3",
-    "START_BUSY": "START while busy or while ERROR is non-zero (refused)",
+    "START_BUSY": "START or PROG_CTRL.start while busy (MVM run or programming) or while ERROR is non-zero (refused)",
     "CONFIG_BUSY": "rw register written while busy (refused, value kept)",
     "INPUT_RANGE": "input element outside the configured range (vector refused, run ends)",
     "INPUT_LENGTH": "`last` on the wrong beat (run ends; a missing `last` is drained up to the next one)",
     "TIMEOUT_IN": "WATCHDOG cycles without an input beat while waiting for one (run ends)",
     "TIMEOUT_OUT": "WATCHDOG cycles with an output beat not accepted (run ends)",
     "BAD_ADDR": "read or write of an unmapped address",
+    "PROG_LOCKED": "PROG_CTRL.start while programming is locked (refused, no operation)",
+    "PROG_CELL": "PROG_CTRL.start with PROG_CELL outside the array (refused)",
+    "PROG_SETTING": "PROG_CTRL.start with a ramp step 0, a ramp start above its end, or tol, pulse_limit, "
+    "max_ops, T_PULSE or T_READ equal to 0 (refused)",
 }
 
 

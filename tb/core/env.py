@@ -5,30 +5,49 @@ Wiring (style-anchors §3.11): input monitor -> transaction-level model (``Exact
 (``MacroState``) behind :class:`MacroResponder`; both views share weights and macro
 parameters, and the property tests of the model prove them equal, so the comparison here
 is exact.
+
+The programming port has its own agents (tb/vip/program.py): a responder answering from a
+per-cell device model (``ArrayDevice``), a contract checker, and a monitor feeding a
+scoreboard that checks every operation against ``WriteVerifyRef`` and the result registers
+of every command. They sleep until ``prog__op`` changes, so tests that never program pay
+nothing for them.
 """
 
+import contextlib
 from dataclasses import dataclass
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import convert
-from cocotb.triggers import Event, FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import Event, FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
 from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState, run_sequence
 from cimdv.model.physical import PhysicalCore, PhysicalMacroState
+from cimdv.model.programming import DeviceParams
+from cimdv.model.writeverify import ArrayDevice, Outcome, ProgOp
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
-from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD, ErrorBit, register_map
+from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD, PROG_KEY, PROG_TIMING, ErrorBit, register_map
 from cimdv.tb.scoreboard import InOrderScoreboard
 from cimdv.tb.vip.csr import CsrMaster
 from cimdv.tb.vip.macro import MacroContractChecker, MacroResponder
+from cimdv.tb.vip.program import ProgramContractChecker, ProgramMonitor, ProgramResponder, ProgramScoreboard
 from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
 
-__all__ = ["CoreTb", "FAST_TIMING", "error_names"]
+__all__ = ["CoreTb", "FAST_TIMING", "FAST_PROG_TIMING", "error_names"]
 
 CLOCK_NS = 10
 #: The shortest timing the analog-boundary contract allows (1 cycle per operation).
 FAST_TIMING = {"T_INIT": 1, "T_SAMPLE": 1, "T_INTEG": 1, "T_COMPARE": 1, "T_DECR": 1, "T_NOISE": 1}
+#: Short write-verify timing for the DV tests (the contract allows 1; 2 and 3 keep them distinct).
+FAST_PROG_TIMING = {"T_PULSE": 2, "T_READ": 3}
+#: The programming-port fields of the settings, by register.
+_PROG_FIELDS = {
+    "PROG_TARGET": {"target": "target", "tol": "tol"},
+    "PROG_SET": {"start": "set_start", "end": "set_end", "step": "set_step"},
+    "PROG_RESET": {"start": "reset_start", "end": "reset_end", "step": "reset_step"},
+    "PROG_LIMITS": {"pulse_limit": "pulse_limit", "iter_limit": "iter_limit", "max_ops": "max_ops"},
+}
 
 
 def error_names(value):
@@ -117,6 +136,14 @@ class CoreTb:
         self._out_elems = []
         self._done = Event()
         dut.start.value = 0
+        # Programming port: device model, agents and the write-verify scoreboard.
+        self.prog_device = None
+        self.prog_responder = None
+        self.prog_timing = dict(PROG_TIMING)
+        self.prog_contract = ProgramContractChecker(dut, self.rows, self.cols)
+        self.prog_monitor = ProgramMonitor(dut)
+        self.prog_scoreboard = ProgramScoreboard()
+        self.prog_monitor.add_callback(self.prog_scoreboard.on_item)
 
     # ---- set-up --------------------------------------------------------------------------
     async def start(self, weights=None, macro=None):
@@ -124,8 +151,13 @@ class CoreTb:
         Clock(self.dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
         if self.responder is None:
             self.load_weights(weights, macro)
+        if self.prog_responder is None:
+            self.load_device()
         self.responder.start()
         self.contract.start()
+        self.prog_responder.start()
+        self.prog_contract.start()
+        self.prog_monitor.start()
         self.sink.start()
         self.in_monitor.start()
         self.out_monitor.start()
@@ -175,6 +207,16 @@ class CoreTb:
         else:
             self.responder.load_weights(state)
         return core
+
+    def load_device(self, device=None):
+        """The device model behind the programming port (default: realistic cells, seeded by the test's seed)."""
+        if device is None:
+            device = ArrayDevice((self.rows, self.cols), DeviceParams(), seed=self.seed)
+        self.prog_device = device
+        if self.prog_responder is None:
+            self.prog_responder = ProgramResponder(self.dut, device)
+        else:
+            self.prog_responder.load_device(device)
 
     def config(self, **overrides):
         """A legal CoreConfig for this geometry with the given fields changed."""
@@ -322,6 +364,87 @@ class CoreTb:
             await RisingEdge(self.dut.done)
             self._done.set()
 
+    # ---- write-verify programming ----------------------------------------------------
+    async def unlock(self, key=PROG_KEY):
+        """Write ``PROG_KEY`` (the key unlocks programming; any other value locks it)."""
+        await self.csr.write("PROG_KEY", key)
+
+    async def prog_configure(self, timing=None):
+        """Write ``T_PULSE``/``T_READ`` and give the contract checker the same hold times."""
+        self.prog_timing = dict(FAST_PROG_TIMING if timing is None else timing)
+        for name, value in self.prog_timing.items():
+            await self.csr.write(name, value)
+        self.prog_contract.clock_period_steps = int(convert(CLOCK_NS, "ns", to="step"))
+        self.prog_contract.hold_cycles = {
+            ProgOp.SET: self.prog_timing["T_PULSE"],
+            ProgOp.RESET: self.prog_timing["T_PULSE"],
+            ProgOp.READ: self.prog_timing["T_READ"],
+        }
+
+    async def write_prog_settings(self, settings, *, row=None, col=None):
+        """Write the PROG_* setting registers from a WriteVerifySettings (and PROG_CELL if given)."""
+        for reg, fields in _PROG_FIELDS.items():
+            await self.csr.write_fields(reg, **{f: getattr(settings, name) for f, name in fields.items()})
+        if row is not None or col is not None:
+            await self.csr.write_fields("PROG_CELL", row=row, col=col)
+
+    async def start_program(self, row, col, settings):
+        """Write the settings and PROG_CTRL.start, and tell the scoreboard what to expect."""
+        await self.write_prog_settings(settings, row=row, col=col)
+        self.prog_scoreboard.expect(row, col, settings)
+        self._done.clear()
+        await self.csr.write_fields("PROG_CTRL", start=1)
+
+    async def program_cell(self, row, col, settings):
+        """Program one cell; wait for done; check the result registers against the reference.
+
+        Returns the result registers as a dict (``outcome`` an :class:`Outcome`).
+        """
+        await self.start_program(row, col, settings)
+        try:
+            await self.wait_done(self.prog_timeout_us(settings))
+        except SimTimeoutError:
+            error = await self.csr.read("ERROR")
+            raise AssertionError(
+                f"programming ({row}, {col}) did not finish; ERROR {error_names(error)}, "
+                f"PROG_STATUS 0x{await self.csr.read('PROG_STATUS'):x}"
+            ) from None
+        result = await self.read_prog_result()
+        self.prog_scoreboard.check_result(result)
+        return result
+
+    async def read_prog_result(self):
+        """PROG_RESULT and PROG_PULSES as a dict."""
+        res = self.regmap["PROG_RESULT"]
+        pulses = self.regmap["PROG_PULSES"]
+        r = await self.csr.read("PROG_RESULT")
+        p = await self.csr.read("PROG_PULSES")
+
+        def get(reg, value, name):
+            f = reg.field(name)
+            return (value >> f.offset) & ((1 << f.width) - 1)
+
+        outcome = get(res, r, "outcome")
+        with contextlib.suppress(ValueError):  # not an outcome code: the scoreboard reports the raw value
+            outcome = Outcome(outcome)
+        return {
+            "outcome": outcome,
+            "reading": get(res, r, "reading"),
+            "iterations": get(res, r, "iterations"),
+            "set_pulses": get(pulses, p, "set"),
+            "reset_pulses": get(pulses, p, "reset"),
+        }
+
+    def prog_timeout_us(self, settings):
+        """A generous bound on one command's duration (its operation bound x the longest operation)."""
+        s = settings
+        ramp_s = -(-(max(s.set_end - s.set_start, 0)) // max(s.set_step, 1))
+        ramp_r = -(-(max(s.reset_end - s.reset_start, 0)) // max(s.reset_step, 1))
+        per_iteration = 2 * (ramp_r + s.pulse_limit) + 2 * (ramp_s + s.pulse_limit) + 1
+        ops = min(max(s.max_ops, 1), (s.iter_limit + 1) * per_iteration + 1)
+        cycles = ops * (max(self.prog_timing.values()) + 7) + 100
+        return 2 * cycles * CLOCK_NS / 1000
+
     # ---- monitors -> model -> scoreboard ------------------------------------------------
     def _on_input_beat(self, beat):
         self._in_elems.extend(beat["elems"])
@@ -356,10 +479,15 @@ class CoreTb:
         self.scoreboard.add_actual(result)
 
     def check(self):
-        """End-of-test checks: scoreboard drained and no macro-contract violation."""
+        """End-of-test checks: scoreboards drained, no macro- or programming-port contract violation."""
         if self.contract.violations:
             shown = "\n  ".join(self.contract.violations[:10])
             raise AssertionError(
                 f"analog-boundary contract violated {len(self.contract.violations)} time(s):\n  {shown}"
             )
+        problems = self.prog_contract.violations + (self.prog_responder.errors if self.prog_responder else [])
+        if problems:
+            shown = "\n  ".join(problems[:10])
+            raise AssertionError(f"programming-port contract violated {len(problems)} time(s):\n  {shown}")
+        self.prog_scoreboard.check()
         return self.scoreboard.check()

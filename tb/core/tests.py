@@ -7,12 +7,14 @@ responder's contract checks. Each docstring names the testpoint it serves.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from cimdv.model.exact import LineMode, MacroParams
 from cimdv.model.physical import PhysicalParams
+from cimdv.model.programming import DeviceParams
+from cimdv.model.writeverify import ArrayDevice, Outcome, ProgOp, WriteVerifyCodes, WriteVerifySettings
 from cimdv.rtl.core.layouts import CoreState
-from cimdv.rtl.core.regs import NEURRAM_TIMING
+from cimdv.rtl.core.regs import NEURRAM_TIMING, PROG_KEY
 from cimdv.tb.core.env import FAST_TIMING, CoreTb, error_names
 from cimdv.tb.sim import params_from_env
 from cimdv.tb.vip.stream import cycle_pause
@@ -475,4 +477,324 @@ async def contract_checker_catches_hold_violation(dut):
     await tb.configure(cfg, batch=1)
     tb.contract.hold_cycles[next(iter(tb.contract.hold_cycles))] += 1  # INIT: claims 2, RTL holds 1
     await tb.run(tb.random_inputs(1, cfg))
+    tb.check()
+
+
+# ---- write-verify programming -------------------------------------------------------------
+
+#: A device whose every pulse slams it to a rail: SET to g_hi (60 µS, code 240), RESET to g_lo
+#: (0.1 µS, code 0); no noise. Deterministic limit tests use it.
+BISTABLE = dict(
+    vth_set_V=0.0,
+    vth_set_sigma_V=0.0,
+    vth_reset_V=0.0,
+    vth_reset_sigma_V=0.0,
+    a_set_uS_per_V=1e4,
+    a_reset_uS_per_V=1e4,
+    gain_set_sigma=0.0,
+    gain_reset_sigma=0.0,
+    p_set=0.0,
+    p_reset=0.0,
+    c2c_sigma=0.0,
+    jump_prob=0.0,
+    read_noise_rel=0.0,
+    read_noise_uS=0.0,
+    stuck_fraction=0.0,
+)
+
+
+def block_cells(tb, rows=4, cols=4):
+    """A small block of cells in the corner of the array (fits every geometry)."""
+    return [(r, c) for r in range(min(rows, tb.rows)) for c in range(min(cols, tb.cols))]
+
+
+async def make_prog_tb(dut, device=None):
+    """A core testbench with programming unlocked and the fast write-verify timing."""
+    tb = await make_tb(dut)
+    if device is not None:
+        tb.load_device(device)
+    await tb.unlock()
+    await tb.prog_configure()
+    return tb
+
+
+@cocotb.test()
+async def program_converges(dut):
+    """Testpoint prog_convergence: write-verify of a block of realistic cells, every operation predicted."""
+    tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
+    tb.load_device(ArrayDevice((tb.rows, tb.cols), DeviceParams(stuck_fraction=0.0), seed=tb.seed))
+    await tb.start()
+    await tb.unlock()
+    await tb.prog_configure()
+    codes = WriteVerifyCodes.from_params()
+    cells = block_cells(tb)
+    # Differential-pair style targets: about half the cells "off" (< 1 µS), the rest 1-40 µS.
+    targets = [float(tb.rng.choice([0.0, tb.rng.uniform(0.0, 1.0), tb.rng.uniform(1.0, 40.0)])) for _ in cells]
+    results = []
+    for (row, col), target in zip(cells, targets, strict=True):
+        tb.prog_device.cell(row, col).reads_averaged = codes.reads_for(target)
+        results.append(await tb.program_cell(row, col, codes.settings(target)))
+    tb.check()
+    passed = [r["outcome"] == Outcome.PASS for r in results]
+    pulses = [r["set_pulses"] + r["reset_pulses"] for r in results]
+    dut._log.info(
+        "%d cells: %d passed, %.1f pulses per cell, %d operations checked",
+        len(cells),
+        sum(passed),
+        np.mean(pulses),
+        tb.prog_scoreboard.matched,
+    )
+    assert sum(passed) >= 0.8 * len(cells), f"only {sum(passed)} of {len(cells)} cells converged"
+    g = tb.prog_device.g_uS
+    for (row, col), target, ok in zip(cells, targets, passed, strict=True):
+        if not ok:
+            continue
+        if codes.is_off(target):
+            assert g[row, col] < 1.0 + 0.5, f"off cell ({row}, {col}) at {g[row, col]:.2f} µS"
+        else:
+            want = codes.settings(target).target * 0.25
+            assert abs(g[row, col] - want) < 1.0 + 0.5, f"({row}, {col}) at {g[row, col]:.2f} µS for {want} µS"
+
+
+@cocotb.test()
+async def program_failing_cells(dut):
+    """Testpoint prog_failures: stuck and unreachable cells fail with the right outcome."""
+    tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
+    device = ArrayDevice((tb.rows, tb.cols), DeviceParams(stuck_fraction=0.0), seed=tb.seed)
+    tb.load_device(device)
+    await tb.start()
+    await tb.unlock()
+    await tb.prog_configure()
+    # Short ramps (1.2 -> 2.0 V by 0.2 V) and small limits keep the failing cells fast.
+    base = WriteVerifySettings(
+        set_start=60,
+        set_end=100,
+        set_step=10,
+        reset_start=60,
+        reset_end=100,
+        reset_step=10,
+        pulse_limit=3,
+        iter_limit=1,
+    )
+    cases = [
+        # (cell, forced G, stuck, target code, expected outcome)
+        ((0, 0), 30.0, True, 40, Outcome.FAIL_HIGH),  # stuck high above a 10 µS target
+        ((0, 1), 2.0, True, 80, Outcome.FAIL_LOW),  # stuck low below a 20 µS target
+        ((1, 0), 10.0, False, 252, Outcome.FAIL_LOW),  # 63 µS: above the device's 60 µS ceiling
+        ((1, 1), 5.0, True, 0, Outcome.FAIL_HIGH),  # an off cell stuck at 5 µS
+    ]
+    for (row, col), g, stuck, target, outcome in cases:
+        device.force((row, col), g_uS=g, stuck=stuck)
+        settings = base.replace(target=target)
+        result = await tb.program_cell(row, col, settings)
+        assert result["outcome"] == outcome, f"cell ({row}, {col}): {result}, expected {outcome.name}"
+    tb.check()
+
+
+@cocotb.test()
+async def program_limits(dut):
+    """Testpoint prog_limits: pulse limit at the end amplitude (SET and RESET), iteration limit, budget."""
+    tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
+    device = ArrayDevice((tb.rows, tb.cols), DeviceParams(**BISTABLE), seed=tb.seed)
+    tb.load_device(device)
+    await tb.start()
+    await tb.unlock()
+    await tb.prog_configure()
+    # Target 20 µS (window codes 76..83); ramps 60, 70, then 80 = the end amplitude.
+    ramp = WriteVerifySettings(
+        target=80, set_start=60, set_end=80, set_step=10, reset_start=60, reset_end=80, reset_step=10, pulse_limit=3
+    )
+    cases = [
+        # (cell, forced G, stuck, settings, expected result registers)
+        ((0, 0), 2.0, True, ramp.replace(iter_limit=0), (Outcome.FAIL_LOW, 8, 1, 5, 0)),  # 2 + 3 SET pulses
+        ((0, 1), 40.0, True, ramp.replace(iter_limit=0), (Outcome.FAIL_HIGH, 160, 1, 0, 5)),  # 2 + 3 RESET pulses
+        ((1, 0), 5.0, False, ramp.replace(iter_limit=2, pulse_limit=30), (Outcome.FAIL_HIGH, 240, 3, 3, 2)),
+        ((1, 1), 2.0, True, ramp.replace(max_ops=4), (Outcome.TIMEOUT, 8, 0, 2, 0)),  # READ SET READ SET
+    ]
+    for (row, col), g, stuck, settings, want in cases:
+        device.force((row, col), g_uS=g, stuck=stuck)
+        result = await tb.program_cell(row, col, settings)
+        got = (result["outcome"], result["reading"], result["iterations"], result["set_pulses"], result["reset_pulses"])
+        assert got == want, f"cell ({row}, {col}): (outcome, reading, iterations, SET, RESET) = {got}, expected {want}"
+    tb.check()
+
+
+@cocotb.test()
+async def program_locked_refused(dut):
+    """Testpoint prog_lock: PROG_CTRL.start is refused while locked; no operation reaches the macro."""
+    tb = await make_tb(dut)
+    await tb.prog_configure()
+    settings = WriteVerifySettings(target=80)
+    before = tb.prog_device.g_uS
+
+    async def refused(label):
+        await tb.write_prog_settings(settings, row=0, col=0)
+        await tb.csr.write_fields("PROG_CTRL", start=1)
+        await ClockCycles(dut.clk, 5)
+        assert not int(dut.busy.value), f"{label}: the core started"
+        assert error_names(await tb.csr.read("ERROR")) == ["PROG_LOCKED"], label
+        assert await tb.csr.read_field("PROG_STATUS", "unlocked") == 0, label
+        assert tb.prog_responder.ops.total() == ops_before, f"{label}: the macro saw programming operations"
+        await tb.csr.write("ERROR", 0xFFFFFFFF)
+
+    ops_before = 0
+    await refused("after reset")
+    for key in (PROG_KEY ^ 1, PROG_KEY ^ 0x8000_0000, 0):
+        await tb.unlock(key)
+        await refused(f"key 0x{key:08x}")
+    assert np.array_equal(tb.prog_device.g_uS, before), "a refused command changed a cell"
+    await tb.unlock()
+    assert await tb.csr.read_field("PROG_STATUS", "unlocked") == 1
+    result = await tb.program_cell(0, 0, settings)
+    assert result["outcome"] in (Outcome.PASS, Outcome.FAIL_LOW, Outcome.FAIL_HIGH)
+    ops_before = tb.prog_responder.ops.total()
+    assert ops_before > 0
+    await tb.unlock(0xFFFF_FFFF)  # any other value locks again
+    await refused("locked again")
+    tb.check()
+
+
+@cocotb.test()
+async def program_no_pulse_without_key(dut):
+    """Testpoint prog_lock: random inference and random CSR writes (never the key) never pulse or change a cell."""
+    tb = await make_tb(dut)
+    cfg = tb.config()
+    tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
+    before = tb.prog_device.g_uS
+    hot = [tb.regmap[name].addr for name in ("PROG_KEY", "PROG_CTRL", "CTRL", "PROG_CELL", "PROG_TARGET")]
+    key_addr = tb.regmap["PROG_KEY"].addr
+    writes = 0
+    for _ in range(3):
+        for _ in range(30):
+            addr = int(tb.rng.choice(hot)) if tb.rng.random() < 0.4 else int(tb.rng.integers(0, 0x100))
+            value = int(tb.rng.integers(0, 1 << 32))
+            if addr == key_addr and value == PROG_KEY:
+                value ^= 1
+            await tb.csr.write(addr, value)
+            writes += 1
+        # End whatever a random CTRL write started, clear the errors, run inference.
+        await tb.csr.write_fields("CTRL", abort=1)
+        await ClockCycles(dut.clk, 3)
+        await tb.csr.write("ERROR", 0xFFFFFFFF)
+        await run_and_check(tb, cfg, tb.random_inputs(2, cfg))
+    assert tb.prog_responder.ops.total() == 0 and tb.prog_monitor.items == 0, "a programming operation happened"
+    assert np.array_equal(tb.prog_device.g_uS, before), "a cell changed"
+    assert await tb.csr.read_field("PROG_STATUS", "unlocked") == 0
+    dut._log.info("%d random CSR writes, %d vectors: no programming operation", writes, len(tb.results))
+    tb.check()
+
+
+@cocotb.test()
+async def program_illegal_settings_refused(dut):
+    """Testpoint prog_settings: every illegal setting or cell sets its flag; nothing reaches the macro."""
+    tb = await make_prog_tb(dut)
+    good = WriteVerifySettings(target=80)
+    cases = [
+        ("SET step 0", good.replace(set_step=0), None, (0, 0), ["PROG_SETTING"]),
+        ("RESET step 0", good.replace(reset_step=0), None, (0, 0), ["PROG_SETTING"]),
+        ("SET start > end", good.replace(set_start=100, set_end=99), None, (0, 0), ["PROG_SETTING"]),
+        ("RESET start > end", good.replace(reset_start=100, reset_end=99), None, (0, 0), ["PROG_SETTING"]),
+        ("tolerance 0", good.replace(tol=0), None, (0, 0), ["PROG_SETTING"]),
+        ("pulse limit 0", good.replace(pulse_limit=0), None, (0, 0), ["PROG_SETTING"]),
+        ("budget 0", good.replace(max_ops=0), None, (0, 0), ["PROG_SETTING"]),
+        ("T_PULSE 0", good, {"T_PULSE": 0, "T_READ": 3}, (0, 0), ["PROG_SETTING"]),
+        ("T_READ 0", good, {"T_PULSE": 2, "T_READ": 0}, (0, 0), ["PROG_SETTING"]),
+        ("row outside", good, None, (tb.rows, 0), ["PROG_CELL"]),
+        ("column outside", good, None, (0, tb.cols), ["PROG_CELL"]),
+        ("both", good.replace(set_step=0), None, (0xFFFF, 0), ["PROG_CELL", "PROG_SETTING"]),
+    ]
+    for label, settings, timing, (row, col), flags in cases:
+        await tb.prog_configure(timing)
+        await tb.write_prog_settings(settings, row=row, col=col)
+        await tb.csr.write_fields("PROG_CTRL", start=1)
+        await ClockCycles(dut.clk, 3)
+        assert not int(dut.busy.value), f"{label}: the core started"
+        error = await tb.csr.read("ERROR")
+        assert error_names(error) == flags, f"{label}: ERROR {error_names(error)}, expected {flags}"
+        assert tb.prog_responder.ops.total() == 0, f"{label}: the macro saw programming operations"
+        await tb.csr.write("ERROR", error)
+    # After the refusals a legal command runs.
+    await tb.prog_configure()
+    await tb.program_cell(tb.rows - 1, tb.cols - 1, good)
+    tb.check()
+
+
+@cocotb.test()
+async def program_busy_interlock_and_abort(dut):
+    """Testpoint prog_interlock: programming and MVM refuse each other; abort ends a command at once."""
+    tb = await make_prog_tb(dut)
+    cfg = tb.config()
+    tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
+    settings = WriteVerifySettings(target=80)
+    # 1. A programming start while an MVM run is in progress: refused, no operation, the run completes.
+    await tb.write_prog_settings(settings, row=0, col=0)
+    await tb.configure(cfg, batch=1, timing=dict(FAST_TIMING, T_INTEG=40))
+    run = cocotb.start_soon(tb.run(tb.random_inputs(1, cfg)))
+    await RisingEdge(dut.busy)
+    await tb.csr.write_fields("PROG_CTRL", start=1)
+    assert error_names(await run) == ["START_BUSY"]
+    assert tb.prog_responder.ops.total() == 0 and len(tb.results) == 1
+    await tb.csr.write("ERROR", 0xFFFFFFFF)
+    # 2. While a command runs: MVM start, configuration writes and a second command are refused.
+    await tb.prog_configure({"T_PULSE": 2, "T_READ": 20})
+    macro_ops = tb.responder.ops.total()
+    target_before = await tb.csr.read("PROG_TARGET")
+    await tb.start_program(0, 0, settings)
+    await ClockCycles(dut.clk, 4)
+    assert int(dut.busy.value) and await tb.csr.read_field("STATUS", "state") == CoreState.PROGRAM.value
+    assert await tb.csr.read_field("PROG_STATUS", "busy") == 1
+    await tb.csr.write_fields("CTRL", start=1)
+    await tb.csr.write_fields("PROG_TARGET", target=1, tol=1)
+    await tb.csr.write_fields("PROG_CTRL", start=1)
+    await tb.wait_done(tb.prog_timeout_us(settings))
+    tb.prog_scoreboard.check_result(await tb.read_prog_result())
+    assert error_names(await tb.csr.read("ERROR")) == ["CONFIG_BUSY", "START_BUSY"]
+    assert await tb.csr.read("PROG_TARGET") == target_before, "a configuration write landed while programming"
+    assert tb.responder.ops.total() == macro_ops, "the macro saw MVM operations while programming"
+    status = await tb.csr.read("PROG_STATUS")
+    assert status & 0b11 == 0b10, f"PROG_STATUS 0x{status:x}: expected done, not busy"
+    await tb.csr.write("ERROR", 0xFFFFFFFF)
+    # 3. Abort in the middle of the first READ: the port goes IDLE at once, outcome ABORTED.
+    await tb.prog_configure({"T_PULSE": 2, "T_READ": 40})
+    await tb.start_program(0, 1, settings)
+    await ClockCycles(dut.clk, 20)
+    await tb.csr.write_fields("CTRL", abort=1)
+    await tb.wait_done(10)
+    tb.prog_scoreboard.abandon()
+    assert int(dut.prog__op.value) == 0
+    assert (await tb.read_prog_result())["outcome"] == Outcome.ABORTED
+    assert await tb.csr.read_field("STATUS", "aborted") == 1
+    # Abort truncates the operation in progress: exactly one hold-time report, for it.
+    violations = tb.prog_contract.violations
+    assert len(violations) == 1 and "READ held" in violations[0], violations
+    violations.clear()
+    # 4. Both still work.
+    await run_and_check(tb, cfg, tb.random_inputs(1, cfg))
+    await tb.prog_configure()
+    await tb.program_cell(0, 1, settings)
+    tb.check()
+
+
+@cocotb.test(expect_fail=True)
+async def program_scoreboard_catches_wrong_decision(dut):
+    """Testpoint prog_checker_negative: readings mutated on their way to the scoreboard make it fail."""
+    tb = await make_prog_tb(dut)
+    settings = WriteVerifySettings(target=80)
+    # The opposite extreme of every reading: the reference decides otherwise (SET <-> RESET, or a pulse
+    # instead of the confirming READ) whatever the device reads.
+    tb.prog_monitor.reading_fault = lambda r: 0 if r >= settings.target else 255
+    await tb.program_cell(0, 0, settings)
+    if not any("the reference expects" in m for m in tb.prog_scoreboard.mismatches):
+        raise RuntimeError(f"the scoreboard missed the wrong decision: {tb.prog_scoreboard.mismatches}")
+    tb.check()
+
+
+@cocotb.test(expect_fail=True)
+async def program_contract_catches_hold_violation(dut):
+    """Testpoint prog_checker_negative: the programming-port checker flags a READ held for the wrong time."""
+    tb = await make_prog_tb(dut)
+    tb.prog_contract.hold_cycles[ProgOp.READ] += 1
+    await tb.program_cell(0, 0, WriteVerifySettings(target=80))
+    if not any("READ held" in v for v in tb.prog_contract.violations):
+        raise RuntimeError(f"the checker missed the hold-time violation: {tb.prog_contract.violations}")
     tb.check()
