@@ -51,6 +51,7 @@ Factory = Callable[..., Any]
 
 TOPS: dict[str, Factory] = {
     "core": LazyTop("cimdv.rtl.core.core:CimCore"),
+    "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Network-on-chip verification: reference routing, flit VIP, traffic, scoreboard, environment and tests."""
