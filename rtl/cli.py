@@ -51,6 +51,7 @@ Factory = Callable[..., Any]
 
 TOPS: dict[str, Factory] = {
     "core": LazyTop("cimdv.rtl.core.core:CimCore"),
+    "fpga_twin_demo": LazyTop("cimdv.rtl.fpga.demo:FpgaTwinDemo"),
     "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
 }
 
