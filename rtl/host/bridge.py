@@ -202,9 +202,6 @@ class HostBridge(wiring.Component):
                                     req_kind.eq(PacketKind.CSR_READ),
                                     expected.eq(1),
                                     resp_len.eq(1),
-                                    # CSR_READ's arguments are [core, addr]: send addr as
-                                    # the write path's first payload word.
-                                    args[2].eq(0),
                                 ]
                                 m.next = "SEND"
                         with m.Default():
@@ -212,7 +209,8 @@ class HostBridge(wiring.Component):
                             m.next = "HEADER"
 
             with m.State("SEND"):
-                # [header] [addr] [data]: CSR_WRITE sends all three, CSR_READ the first two.
+                # [header] [addr] [data]: CSR_WRITE sends all three, CSR_READ ([core, addr])
+                # the first two.
                 is_read = req_kind == PacketKind.CSR_READ
                 words = [req_head.as_value(), args[1], args[2]]
                 with m.Switch(sent):
