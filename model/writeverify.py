@@ -73,6 +73,7 @@ __all__ = [
     "ArrayDevice",
     "ArrayWriteVerifyResult",
     "write_verify_array",
+    "BISTABLE_DEVICE",
 ]
 
 #: Width of a verify reading (restates ``G_CODE_BITS`` of rtl/core/layouts.py).
@@ -1010,3 +1011,25 @@ def write_verify_array(device, targets_uS, codes=None):
         iterations=out["iterations"].reshape(shape),
         reading=out["reading"].reshape(shape),
     )
+
+
+#: A noise-free device whose every pulse slams the cell to a rail: SET to ``g_hi_uS``
+#: (60 µS, code 240), RESET to ``g_lo_uS`` (0.1 µS, code 0). It makes the write-verify
+#: limits (pulse and iteration limits, the operation budget) exactly countable in tests.
+BISTABLE_DEVICE = DeviceParams(
+    vth_set_V=0.0,
+    vth_set_sigma_V=0.0,
+    vth_reset_V=0.0,
+    vth_reset_sigma_V=0.0,
+    a_set_uS_per_V=1e4,
+    a_reset_uS_per_V=1e4,
+    gain_set_sigma=0.0,
+    gain_reset_sigma=0.0,
+    p_set=0.0,
+    p_reset=0.0,
+    c2c_sigma=0.0,
+    jump_prob=0.0,
+    read_noise_rel=0.0,
+    read_noise_uS=0.0,
+    stuck_fraction=0.0,
+)

@@ -12,7 +12,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cimdv.model.exact import LineMode, MacroParams
 from cimdv.model.physical import PhysicalParams
 from cimdv.model.programming import DeviceParams
-from cimdv.model.writeverify import ArrayDevice, Outcome, ProgOp, WriteVerifyCodes, WriteVerifySettings
+from cimdv.model.writeverify import BISTABLE_DEVICE, ArrayDevice, Outcome, ProgOp, WriteVerifyCodes, WriteVerifySettings
 from cimdv.rtl.core.layouts import CoreState
 from cimdv.rtl.core.regs import NEURRAM_TIMING, PROG_KEY
 from cimdv.tb.core.env import FAST_TIMING, CoreTb, error_names
@@ -482,26 +482,6 @@ async def contract_checker_catches_hold_violation(dut):
 
 # ---- write-verify programming -------------------------------------------------------------
 
-#: A device whose every pulse slams it to a rail: SET to g_hi (60 µS, code 240), RESET to g_lo
-#: (0.1 µS, code 0); no noise. Deterministic limit tests use it.
-BISTABLE = dict(
-    vth_set_V=0.0,
-    vth_set_sigma_V=0.0,
-    vth_reset_V=0.0,
-    vth_reset_sigma_V=0.0,
-    a_set_uS_per_V=1e4,
-    a_reset_uS_per_V=1e4,
-    gain_set_sigma=0.0,
-    gain_reset_sigma=0.0,
-    p_set=0.0,
-    p_reset=0.0,
-    c2c_sigma=0.0,
-    jump_prob=0.0,
-    read_noise_rel=0.0,
-    read_noise_uS=0.0,
-    stuck_fraction=0.0,
-)
-
 
 def block_cells(tb, rows=4, cols=4):
     """A small block of cells in the corner of the array (fits every geometry)."""
@@ -595,7 +575,7 @@ async def program_failing_cells(dut):
 async def program_limits(dut):
     """Testpoint prog_limits: pulse limit at the end amplitude (SET and RESET), iteration limit, budget."""
     tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
-    device = ArrayDevice((tb.rows, tb.cols), DeviceParams(**BISTABLE), seed=tb.seed)
+    device = ArrayDevice((tb.rows, tb.cols), BISTABLE_DEVICE, seed=tb.seed)
     tb.load_device(device)
     await tb.start()
     await tb.unlock()

@@ -14,7 +14,14 @@ from amaranth.sim import Simulator
 
 from cimdv.model import writeverify as mwv
 from cimdv.model.programming import DeviceParams
-from cimdv.model.writeverify import ArrayDevice, Outcome, WriteVerifyCodes, WriteVerifyRef, WriteVerifySettings
+from cimdv.model.writeverify import (
+    BISTABLE_DEVICE,
+    ArrayDevice,
+    Outcome,
+    WriteVerifyCodes,
+    WriteVerifyRef,
+    WriteVerifySettings,
+)
 from cimdv.rtl.core import layouts
 from cimdv.rtl.core.core import CimCore
 from cimdv.rtl.core.layouts import CoreState, ProgOp, ProgOutcome, ProgState
@@ -187,7 +194,7 @@ def test_sequencer_matches_reference_with_random_settings(seed):
 
 def test_iteration_limit_on_a_bistable_cell():
     """A cell that jumps across the window on every pulse fails after iter_limit + 1 iterations."""
-    device = ArrayDevice((ROWS, COLS), DeviceParams(**BISTABLE), seed=0)
+    device = ArrayDevice((ROWS, COLS), BISTABLE_DEVICE, seed=0)
     device.force((0, 0), g_uS=5.0)
     settings = WriteVerifySettings(target=80, iter_limit=2)
     [(ops, result)], problems = run_sequencer([(0, 0, settings)], device)
@@ -200,26 +207,6 @@ def test_iteration_limit_on_a_bistable_cell():
         "set_pulses": 3,
         "reset_pulses": 2,
     }
-
-
-#: A device whose every pulse slams it to a rail: SET to g_hi (60 µS), RESET to g_lo (0.1 µS).
-BISTABLE = dict(
-    vth_set_V=0.0,
-    vth_set_sigma_V=0.0,
-    vth_reset_V=0.0,
-    vth_reset_sigma_V=0.0,
-    a_set_uS_per_V=1e4,
-    a_reset_uS_per_V=1e4,
-    gain_set_sigma=0.0,
-    gain_reset_sigma=0.0,
-    p_set=0.0,
-    p_reset=0.0,
-    c2c_sigma=0.0,
-    jump_prob=0.0,
-    read_noise_rel=0.0,
-    read_noise_uS=0.0,
-    stuck_fraction=0.0,
-)
 
 
 def test_refusals_and_abort():
