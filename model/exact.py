@@ -376,6 +376,11 @@ class MvmResult:
         return not self.mismatches(other)
 
     @property
+    def signed(self):
+        """numpy.ndarray of int64: ``(1 - 2*sign) * count``, what the chip's reduction sums."""
+        return np.where(self.sign.astype(bool), -self.count, self.count).astype(np.int64)
+
+    @property
     def values(self):
         """numpy.ndarray: Host decode of every neuron, see :func:`decode`."""
         return decode(self.sign, self.count)

@@ -51,6 +51,7 @@ Factory = Callable[..., Any]
 
 TOPS: dict[str, Factory] = {
     "core": LazyTop("cimdv.rtl.core.core:CimCore"),
+    "chip": LazyTop("cimdv.rtl.chip.chip:Chip"),
     "fpga_twin_demo": LazyTop("cimdv.rtl.fpga.demo:FpgaTwinDemo"),
     "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
 }
@@ -104,12 +105,17 @@ def _relative_src(text: str) -> str:
 
 
 def to_verilog(top: str, params: Mapping[str, Any] | None = None, *, tops: Mapping[str, Factory] = TOPS) -> str:
-    """Elaborate ``top`` with ``params`` and return its Verilog text (module name ``top``)."""
+    """Elaborate ``top`` with ``params`` and return its Verilog text (module name ``top``), preceded by
+    the shared modules its instances use (a component's ``verilog_modules()``, if it has one)."""
     from amaranth.back import verilog
 
     full = elaborate_params(top, params, tops=tops)
     component = tops[top](**full)
-    return _relative_src(verilog.convert(component, name=top))
+    # A component built from instances of shared modules emits each of them once, first.
+    modules = getattr(component, "verilog_modules", dict)()
+    parts = [verilog.convert(sub, name=name) for name, sub in modules.items()]
+    parts.append(verilog.convert(component, name=top))
+    return _relative_src("".join(parts))
 
 
 def generate(

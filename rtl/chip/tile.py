@@ -8,7 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..core.core import CimCore
-from ..noc.layouts import EDGE, Header, PacketKind, flit_layout
+from ..noc.layouts import COORD_BITS, EDGE, Header, PacketKind, flit_layout, pack_header
 from .layouts import TILE_LANES, InputFlit, OutputFlit, TileError
 
 __all__ = ["Tile"]
@@ -29,8 +29,9 @@ class Tile(wiring.Component):
 
     Parameters
     ----------
-    x, y : int
-        The tile's coordinates (0..14).
+    x, y : int or None
+        The tile's coordinates (0..14); ``None`` makes them input ports (``x``, ``y``), so one
+        Verilog module serves every tile of a chip (:class:`~cimdv.rtl.chip.chip.Chip`).
     rows, cols, pulse_bits : int
         The core's geometry and pulse counter (:class:`CimCore`).
     watchdog : int
@@ -50,6 +51,8 @@ class Tile(wiring.Component):
         The core's ``busy`` and ``error``.
     nack : :py:`Out(1)`
         One-cycle pulse when the NI sends an ERROR packet.
+    x, y : :py:`In(4)`
+        Only when the coordinates are ports: the tile's coordinates (tie them to constants).
 
     Timing
     ------
@@ -59,12 +62,17 @@ class Tile(wiring.Component):
     """
 
     def __init__(self, *, x, y, rows=256, cols=256, pulse_bits=8, watchdog=1 << 16):
-        for name, value, lo, hi in (("x", x, 0, EDGE - 1), ("y", y, 0, EDGE - 1), ("watchdog", watchdog, 1, 1 << 31)):
+        if (x is None) != (y is None):
+            raise ValueError(f"x and y must both be integers or both None, not x={x!r}, y={y!r}")
+        checks = [("watchdog", watchdog, 1, 1 << 31)]
+        if x is not None:
+            checks += [("x", x, 0, EDGE - 1), ("y", y, 0, EDGE - 1)]
+        for name, value, lo, hi in checks:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"{name} must be {lo}..{hi}, not {value}")
-        self.x, self.y, self.watchdog = x, y, watchdog
+        self.watchdog = watchdog
         self.core = CimCore(rows=rows, cols=cols, lanes=TILE_LANES, pulse_bits=pulse_bits)
         core_members = self.core.signature.members
         members = {
@@ -77,7 +85,12 @@ class Tile(wiring.Component):
         }
         if "prog" in core_members:
             members["prog"] = Out(core_members["prog"].signature)
+        if x is None:
+            members["x"] = In(COORD_BITS)
+            members["y"] = In(COORD_BITS)
         super().__init__(members)
+        if x is not None:  # else the ports of the same names
+            self.x, self.y = x, y
 
     def elaborate(self, platform):
         m = Module()
@@ -239,15 +252,9 @@ class Tile(wiring.Component):
                     m.next = "IDLE"
 
         # ---- response side: one-word responses first, then the core's output vectors ------
-        out_head = Signal(Header)
-        m.d.comb += [
-            out_head.x0.eq(EDGE),
-            out_head.x1.eq(EDGE),
-            out_head.y0.eq(0),
-            out_head.y1.eq(0),
-            out_head.src_x.eq(self.x),
-            out_head.src_y.eq(self.y),
-        ]
+        head_kind = Signal(PacketKind)
+        head_tag = Signal(4)
+        out_head = pack_header(x0=EDGE, y0=0, x1=EDGE, y1=0, src_x=self.x, src_y=self.y, kind=head_kind, tag=head_tag)
         with m.FSM(name="rsp_fsm"):
             with m.State("IDLE"):
                 with m.If(resp_pending):
@@ -257,8 +264,8 @@ class Tile(wiring.Component):
 
             with m.State("RESP_HEAD"):
                 m.d.comb += [
-                    out_head.kind.eq(resp_kind),
-                    out_head.tag.eq(resp_tag),
+                    head_kind.eq(resp_kind),
+                    head_tag.eq(resp_tag),
                     rsp.valid.eq(1),
                     rsp.payload.data.eq(out_head),
                 ]
@@ -273,8 +280,8 @@ class Tile(wiring.Component):
 
             with m.State("OUT_HEAD"):
                 m.d.comb += [
-                    out_head.kind.eq(PacketKind.OUTPUT),
-                    out_head.tag.eq(start_tag),
+                    head_kind.eq(PacketKind.OUTPUT),
+                    head_tag.eq(start_tag),
                     rsp.valid.eq(1),
                     rsp.payload.data.eq(out_head),
                 ]

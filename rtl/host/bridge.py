@@ -1,38 +1,67 @@
-"""The host bridge: host commands in, NoC packets out, responses back (docs/host-protocol.md).
+"""The host bridge: host commands in, NoC packets out, responses back (docs/host-protocol.md)."""
 
-Status: PING, CSR_WRITE and CSR_READ are served; MVM is answered BAD_OPCODE until its
-sender/collector pair lands (issue 4).
-"""
-
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..noc.layouts import EDGE, Header, PacketKind, flit_layout
+from ..chip.layouts import TILE_LANES, ErrorPayload, OutputFlit, TileError
+from ..noc.layouts import EDGE, Header, PacketKind, flit_layout, pack_header
 from .crc import Crc32
-from .protocol import CommandHeader, Opcode, Rect, Status
+from .protocol import CommandHeader, MvmFlags, Opcode, Rect, ReducedSum, Status
 from .receiver import CommandReceiver
 
-__all__ = ["HostBridge", "BRIDGE_ID"]
+__all__ = ["HostBridge", "BRIDGE_ID", "MVM_FIXED_ARGS"]
 
 #: PING's first payload word.
 BRIDGE_ID = 0xC1A0_0001
+#: MVM's arguments before its input words: rect, flags, out_elems.
+MVM_FIXED_ARGS = 3
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
 
 
 class HostBridge(wiring.Component):
     """Serves host commands one at a time over the request and response networks.
+
+    A command is received whole and checked (:class:`CommandReceiver`, then opcode, length,
+    coordinates and arguments) before any packet enters the chip, so a refused command
+    changes no state. PING is answered by the bridge; CSR_WRITE is multicast to a rectangle
+    and every tile's ACK is counted; CSR_READ is one request and one answer.
+
+    MVM runs a **sender** and a **collector** side by side, because the response network
+    must drain while input vectors are still going out (a core that finished a vector waits
+    to hand its output over before it takes the next one). The sender multicasts START to
+    the rectangle, then streams the input vectors from the command buffer: one multicast
+    INPUT packet per vector, or with ``per_core`` one unicast packet per core (raster order).
+    The collector first sends the response header (its length is known from the arguments),
+    then either streams each OUTPUT packet to the host as a block (a :class:`BlockWord` and
+    ``ceil(out_elems / 3)`` words) or, with ``reduce``, adds the cores' signed counts into
+    three accumulator banks (one per flit lane: one read-modify-write per bank and flit,
+    so a flit is taken every cycle) and sends the sums at the end.
+
+    Waits: the host inside a command (the receiver's watchdog), every request flit, every
+    expected response. An MVM ends with ``TIMEOUT`` when nothing moved for ``watchdog``
+    cycles (a host that does not read the response is not counted: the host paces its own
+    port); the sender then finishes the packet it is in (or abandons it after another
+    ``watchdog`` cycles) and the collector zero-fills the payload. A tile's START_REFUSED
+    shortens the wait by the outputs that core will not send; any tile ERROR, an OUTPUT of
+    the wrong length or from outside the rectangle gives ``CORE_ERROR``. Responses whose tag
+    is not the current command's (late answers to a command that timed out) are drained
+    and counted in ``stale``, so they can never be taken for current results.
 
     Parameters
     ----------
     cols, rows : int
         The grid of tiles (1..15 each).
     core_rows, core_cols : int
-        Every core's geometry (reported by PING).
+        Every core's geometry (reported by PING; bounds MVM's ``elems`` and ``out_elems``).
     capacity : int
-        Argument words of the command buffer.
+        Argument words of the command buffer (an MVM's inputs must fit).
     watchdog : int
-        Cycles any wait may last: the host inside a command, a packet into the request
-        network, a response from a tile.
+        Cycles any wait may last.
 
     Members
     -------
@@ -44,10 +73,14 @@ class HostBridge(wiring.Component):
         From the response network (its west edge port of row 0).
     timeouts : :py:`Out(16)`
         Watchdog expiries since reset (saturating).
+    stale : :py:`Out(16)`
+        Response packets drained because their tag was not the current command's (saturating).
 
     Timing
     ------
-    One word or flit per cycle on every port; a command is acted on once its CRC word is in.
+    One word or flit per cycle on every port; a command is acted on once its CRC word is
+    in. MVM spends ``ceil(elems/3) + ceil(out_elems/3) + rect size + vectors + 4`` cycles
+    checking its length (adders only, no multiplier) before the first packet.
     """
 
     def __init__(self, *, cols, rows, core_rows, core_cols, capacity=256, watchdog=1 << 20):
@@ -56,6 +89,7 @@ class HostBridge(wiring.Component):
             ("rows", rows, 1, EDGE),
             ("core_rows", core_rows, 1, 1024),
             ("core_cols", core_cols, 1, 1024),
+            ("capacity", capacity, 4, 1 << 16),
             ("watchdog", watchdog, 1, 1 << 31),
         ):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -64,6 +98,8 @@ class HostBridge(wiring.Component):
                 raise ValueError(f"{name} must be {lo}..{hi}, not {value}")
         self.cols, self.rows = cols, rows
         self.core_rows, self.core_cols = core_rows, core_cols
+        self.lines = max(core_rows, core_cols)
+        self.capacity = capacity
         self.watchdog = watchdog
         self.receiver = CommandReceiver(capacity=capacity, watchdog=watchdog)
         super().__init__(
@@ -73,6 +109,7 @@ class HostBridge(wiring.Component):
                 "req": Out(stream.Signature(flit_layout())),
                 "rsp": In(stream.Signature(flit_layout())),
                 "timeouts": Out(16),
+                "stale": Out(16),
             }
         )
 
@@ -88,6 +125,8 @@ class HostBridge(wiring.Component):
         args = [Signal(32, name=f"arg{i}") for i in range(3)]
         arg_i = Signal(2)
         rect = Rect(args[0])
+        flags = MvmFlags(args[1])
+        out_elems = args[2]
         acks = Signal(16)
         status_or = Signal(32)
         expected = Signal(16)
@@ -97,42 +136,94 @@ class HostBridge(wiring.Component):
         sent = Signal(2)
         rsp_kind = Signal(PacketKind)
         timeouts = Signal(16)
-        m.d.comb += self.timeouts.eq(timeouts)
+        stale = Signal(16)
+        m.d.comb += [self.timeouts.eq(timeouts), self.stale.eq(stale)]
+
+        def saturating_inc(counter):
+            return counter.eq(counter + (counter != 0xFFFF))
 
         def time_out():
-            return [status.eq(Status.TIMEOUT), timeouts.eq(timeouts + (timeouts != 0xFFFF))]
+            return [status.eq(Status.TIMEOUT), saturating_inc(timeouts)]
 
         # Output words go through the response CRC.
         out_word = Signal(32)
         m.d.comb += [out.payload.eq(out_word), crc.word.eq(out_word), crc.en.eq(out.valid & out.ready)]
+        resp_head = Cat(hdr.opcode, hdr.tag, resp_len)  # ResponseHeader
 
         def emit(word, then):
             m.d.comb += [out.valid.eq(1), out_word.eq(word)]
             with m.If(out.ready):
                 m.next = then
 
+        # Response packets: `rsp_mid` is set inside a packet, so only a first flit is read as a
+        # header; a packet whose tag is not the command's is stale and drained.
+        rsp_fire = rsp.valid & rsp.ready
+        rsp_mid = Signal()
+        with m.If(rsp_fire):
+            m.d.sync += rsp_mid.eq(~rsp.payload.last)
+        rsp_head = Header(rsp.payload.data)
+        rsp_is_head = rsp.valid & ~rsp_mid
+        rsp_current = rsp_head.tag == hdr.tag[:4]
+
+        def drain_stale():
+            """In a state waiting for a response header: take the rest of a packet, or a stale
+            header (its body follows with ``rsp_mid`` set)."""
+            m.d.comb += rsp.ready.eq(1)
+            with m.If(~rsp_mid):
+                m.d.sync += saturating_inc(stale)
+
         in_grid = (rect.x0 <= rect.x1) & (rect.y0 <= rect.y1) & (rect.x1 < self.cols) & (rect.y1 < self.rows)
         core_x, core_y = args[0][0:4], args[0][4:8]
-        # The request header: combinational from registered destination and kind.
+        rect_w = Signal(4)
+        rect_h = Signal(4)
+        m.d.comb += [rect_w.eq(rect.x1 - rect.x0), rect_h.eq(rect.y1 - rect.y0)]
+        # The request header: combinational from the registered destination and kind (the MVM
+        # sender overrides the destination of per-core packets).
         dst = [Signal(4, name=n) for n in ("dst_x0", "dst_y0", "dst_x1", "dst_y1")]
+        head_dst = [Signal(4, name=f"head_{d.name}") for d in dst]
+        m.d.comb += [h.eq(d) for h, d in zip(head_dst, dst, strict=True)]
         req_kind = Signal(PacketKind)
-        req_head = Signal(Header)
-        m.d.comb += [
-            req_head.x0.eq(dst[0]),
-            req_head.y0.eq(dst[1]),
-            req_head.x1.eq(dst[2]),
-            req_head.y1.eq(dst[3]),
-            req_head.src_x.eq(EDGE),
-            req_head.src_y.eq(0),
-            req_head.kind.eq(req_kind),
-            req_head.tag.eq(hdr.tag),
-        ]
-        rsp_head = Header(rsp.payload.data)
+        req_head = pack_header(
+            x0=head_dst[0],
+            y0=head_dst[1],
+            x1=head_dst[2],
+            y1=head_dst[3],
+            src_x=EDGE,
+            src_y=0,
+            kind=req_kind,
+            tag=hdr.tag,
+        )
+
+        # ---- MVM: sizes (measured with adders), the sender and the collector -----------------
+        w_in = Signal(range(self.lines + 1))  # ceil(elems / 3): flits per input vector
+        w_in3 = Signal(range(self.lines + 4))
+        w_out = Signal(range(self.lines + 1))  # ceil(out_elems / 3): flits per output vector
+        w_out3 = Signal(range(self.lines + 4))
+        n_cores = Signal(8)
+        step_in = Signal(32)  # input words per batch step
+        step_rsp = Signal(32)  # response words per batch step (non-reduced)
+        total_in = Signal(32)
+        total_rsp = Signal(32)
+        total_pkts = Signal(16)
+        loop = Signal(8)
+        mvm_go = Signal()
+        mvm_abort = Signal()  # sticky: the MVM timed out
+        mvm_core_err = Signal()
+        snd_done = Signal()
+        col_done = Signal()
+        mvm_finish = Signal()
+        progress = Signal()
+        m.d.comb += progress.eq((req.valid & req.ready) | rsp_fire | (out.valid & out.ready))
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += crc.clear.eq(1)
-                with m.If(rx.cmd.valid):  # released in CHECK, once the arguments are latched
+                # Between commands every response is late: drain it.
+                with m.If(~rx.cmd.valid):
+                    m.d.comb += rsp.ready.eq(1)
+                    with m.If(rsp_fire & ~rsp_mid):
+                        m.d.sync += saturating_inc(stale)
+                with m.Else():  # released in CHECK, once the arguments are latched
                     m.d.sync += [hdr.eq(rx.cmd.payload.header), status.eq(rx.cmd.payload.status), arg_i.eq(0)]
                     m.d.sync += [acks.eq(0), status_or.eq(0), resp_len.eq(0), wd.eq(0), sent.eq(0)]
                     m.d.sync += [p.eq(0) for p in payload]
@@ -182,7 +273,7 @@ class HostBridge(wiring.Component):
                                     dst[2].eq(rect.x1),
                                     dst[3].eq(rect.y1),
                                     req_kind.eq(PacketKind.CSR_WRITE),
-                                    expected.eq((rect.x1 - rect.x0 + 1) * (rect.y1 - rect.y0 + 1)),
+                                    expected.eq((rect_w + 1) * (rect_h + 1)),
                                     resp_len.eq(2),
                                 ]
                                 m.next = "SEND"
@@ -204,15 +295,112 @@ class HostBridge(wiring.Component):
                                     resp_len.eq(1),
                                 ]
                                 m.next = "SEND"
+                        with m.Case(Opcode.MVM):
+                            bad_arg = (
+                                (flags["_pad0"] != 0)
+                                | (flags.vectors == 0)
+                                | (flags.elems == 0)
+                                | (flags.elems > self.lines)
+                                | (out_elems == 0)
+                                | (out_elems > self.lines)
+                                | (flags.reduce & (flags.vectors != 1))
+                            )
+                            with m.If(hdr.length < MVM_FIXED_ARGS):
+                                m.d.sync += status.eq(Status.BAD_LENGTH)
+                                m.next = "HEADER"
+                            with m.Elif(~in_grid | (args[0][16:] != 0)):
+                                m.d.sync += status.eq(Status.BAD_CORE)
+                                m.next = "HEADER"
+                            with m.Elif(bad_arg):
+                                m.d.sync += status.eq(Status.BAD_ARG)
+                                m.next = "HEADER"
+                            with m.Else():
+                                m.d.comb += rx.cmd.ready.eq(0)  # the inputs stay in the buffer
+                                m.d.sync += [
+                                    w_in.eq(0),
+                                    w_in3.eq(0),
+                                    w_out.eq(0),
+                                    w_out3.eq(0),
+                                    n_cores.eq((rect_w + 1) * (rect_h + 1)),
+                                ]
+                                m.next = "MEASURE_W"
                         with m.Default():
                             m.d.sync += status.eq(Status.BAD_OPCODE)
                             m.next = "HEADER"
+
+            # MVM length check, with adders: w = ceil(elems / 3) by counting in threes, then
+            # the words of one batch step by adding over the cores, then over the vectors.
+            with m.State("MEASURE_W"):
+                more_in = w_in3 < flags.elems
+                more_out = w_out3 < out_elems
+                with m.If(more_in):
+                    m.d.sync += [w_in.eq(w_in + 1), w_in3.eq(w_in3 + TILE_LANES)]
+                with m.If(more_out):
+                    m.d.sync += [w_out.eq(w_out + 1), w_out3.eq(w_out3 + TILE_LANES)]
+                with m.If(~more_in & ~more_out):
+                    m.d.sync += [
+                        step_in.eq(Mux(flags.per_core, 0, w_in)),
+                        step_rsp.eq(0),
+                        loop.eq(0),
+                    ]
+                    m.next = "MEASURE_STEP"
+
+            with m.State("MEASURE_STEP"):
+                m.d.sync += [step_rsp.eq(step_rsp + 1 + w_out), loop.eq(loop + 1)]
+                with m.If(flags.per_core):
+                    m.d.sync += step_in.eq(step_in + w_in)
+                with m.If(loop + 1 == n_cores):
+                    m.d.sync += [total_in.eq(0), total_rsp.eq(0), total_pkts.eq(0), loop.eq(0)]
+                    m.next = "MEASURE_TOTAL"
+
+            with m.State("MEASURE_TOTAL"):
+                m.d.sync += [
+                    total_in.eq(total_in + step_in),
+                    total_rsp.eq(total_rsp + step_rsp),
+                    total_pkts.eq(total_pkts + n_cores),
+                    loop.eq(loop + 1),
+                ]
+                with m.If(loop + 1 == flags.vectors):
+                    m.next = "MEASURE_CHECK"
+
+            with m.State("MEASURE_CHECK"):
+                m.d.comb += rx.cmd.ready.eq(1)
+                with m.If(total_in + MVM_FIXED_ARGS != hdr.length):
+                    m.d.sync += status.eq(Status.BAD_LENGTH)
+                    m.next = "HEADER"
+                with m.Elif(~flags.reduce & (total_rsp > 0xFFFF)):
+                    m.d.sync += status.eq(Status.BAD_ARG)  # the response would not fit its length field
+                    m.next = "HEADER"
+                with m.Else():
+                    m.d.comb += rx.cmd.ready.eq(0)  # the inputs stay in the buffer
+                    m.d.comb += mvm_go.eq(1)
+                    m.d.sync += [
+                        resp_len.eq(Mux(flags.reduce, out_elems, total_rsp)),
+                        expected.eq(total_pkts),
+                        mvm_abort.eq(0),
+                        mvm_core_err.eq(0),
+                        wd.eq(0),
+                    ]
+                    m.next = "MVM"
+
+            with m.State("MVM"):
+                with m.If(progress | (out.valid & ~out.ready)):
+                    m.d.sync += wd.eq(0)
+                with m.Elif(~mvm_abort):
+                    m.d.sync += wd.eq(wd + 1)
+                    with m.If(wd == self.watchdog - 1):
+                        m.d.sync += [*time_out(), mvm_abort.eq(1)]
+                with m.If(snd_done & col_done):
+                    m.d.comb += [mvm_finish.eq(1), rx.cmd.ready.eq(1)]
+                    with m.If(status == Status.OK):
+                        m.d.sync += status.eq(Mux(mvm_core_err, Status.CORE_ERROR, Status.OK))
+                    m.next = "STATUS"
 
             with m.State("SEND"):
                 # [header] [addr] [data]: CSR_WRITE sends all three, CSR_READ ([core, addr])
                 # the first two.
                 is_read = req_kind == PacketKind.CSR_READ
-                words = [req_head.as_value(), args[1], args[2]]
+                words = [req_head, args[1], args[2]]
                 with m.Switch(sent):
                     for i, w in enumerate(words):
                         with m.Case(i):
@@ -229,11 +417,13 @@ class HostBridge(wiring.Component):
                         m.next = "HEADER"
 
             with m.State("COLLECT_HEAD"):
-                m.d.comb += rsp.ready.eq(1)
                 with m.If(acks == expected):
                     m.d.sync += status.eq(Mux(status_or != 0, Status.CORE_ERROR, Status.OK))
                     m.next = "HEADER"
-                with m.Elif(rsp.valid):
+                with m.Elif(rsp.valid & (rsp_mid | ~rsp_current)):
+                    drain_stale()
+                with m.Elif(rsp_is_head):
+                    m.d.comb += rsp.ready.eq(1)
                     m.d.sync += [rsp_kind.eq(rsp_head.kind), wd.eq(0)]
                     m.next = "COLLECT_WORD"
                 with m.Else():
@@ -251,7 +441,7 @@ class HostBridge(wiring.Component):
                             m.d.sync += status_or.eq(status_or | rsp.payload.data)
                         with m.Case(PacketKind.READ_DATA):
                             m.d.sync += payload[0].eq(rsp.payload.data)
-                        with m.Default():  # a tile's ERROR packet
+                        with m.Default():  # a tile's ERROR packet, or an OUTPUT with this tag
                             m.d.sync += status_or.eq(status_or | (1 << 31))
                     with m.If(rsp.payload.last):
                         m.next = "COLLECT_HEAD"
@@ -264,13 +454,13 @@ class HostBridge(wiring.Component):
                     m.d.sync += status_or.eq(status_or | (1 << 31))
                     m.next = "COLLECT_HEAD"
 
-            # -- the response: header, payload, status, CRC -----------------------------------
+            # -- the response: header, payload, status, CRC (MVM's collector sends its own
+            # header and payload) ------------------------------------------------------------
             with m.State("HEADER"):
                 with m.If(hdr.opcode == Opcode.CSR_WRITE):
                     m.d.sync += [payload[0].eq(acks), payload[1].eq(status_or)]
-                head = Cat(hdr.opcode, hdr.tag, resp_len)  # ResponseHeader
                 m.d.sync += sent.eq(0)
-                emit(head, "PAYLOAD")
+                emit(resp_head, "PAYLOAD")
 
             with m.State("PAYLOAD"):
                 with m.If(sent == resp_len):
@@ -289,4 +479,339 @@ class HostBridge(wiring.Component):
             with m.State("CRC"):
                 emit(crc.crc, "IDLE")
 
+        self._sender(
+            m, rx, req, req_head, dst, head_dst, req_kind, rect, flags, w_in, mvm_go, mvm_abort, mvm_finish, snd_done
+        )
+        self._collector(
+            m,
+            out,
+            out_word,
+            rsp,
+            rsp_head,
+            rsp_is_head,
+            rsp_mid,
+            rsp_current,
+            drain_stale,
+            resp_head,
+            resp_len,
+            rect,
+            flags,
+            w_out,
+            out_elems,
+            expected,
+            mvm_go,
+            mvm_abort,
+            mvm_core_err,
+            mvm_finish,
+            snd_done,
+            col_done,
+        )
         return m
+
+    def _sender(self, m, rx, req, req_head, dst, head_dst, req_kind, rect, flags, w_in, go, abort, finish, done):
+        """START to the rectangle, then the input vectors from the command buffer."""
+        ptr = Signal(range(self.capacity + 1))
+        word = Signal(range(self.lines + 1))
+        cx, cy = Signal(4), Signal(4)
+        vec = Signal(8)
+        wd = Signal(range(self.watchdog + 1))
+        fire = req.valid & req.ready
+
+        def next_packet():
+            """Advance to the next core (per_core, raster order) or the next vector."""
+            last_vec = vec + 1 == flags.vectors
+            with m.If(flags.per_core & (cx != rect.x1)):
+                m.d.sync += cx.eq(cx + 1)
+                m.next = "HEAD"
+            with m.Elif(flags.per_core & (cy != rect.y1)):
+                m.d.sync += [cx.eq(rect.x0), cy.eq(cy + 1)]
+                m.next = "HEAD"
+            with m.Else():
+                m.d.sync += [cx.eq(rect.x0), cy.eq(rect.y0), vec.eq(vec + 1)]
+                with m.If(last_vec):
+                    m.next = "DONE"
+                with m.Else():
+                    m.next = "HEAD"
+
+        with m.FSM(name="sender"):
+            with m.State("IDLE"):
+                with m.If(go):
+                    m.d.sync += [
+                        dst[0].eq(rect.x0),
+                        dst[1].eq(rect.y0),
+                        dst[2].eq(rect.x1),
+                        dst[3].eq(rect.y1),
+                        req_kind.eq(PacketKind.START),
+                        cx.eq(rect.x0),
+                        cy.eq(rect.y0),
+                        vec.eq(0),
+                        ptr.eq(MVM_FIXED_ARGS),
+                    ]
+                    m.next = "START"
+
+            with m.State("START"):
+                m.d.comb += [req.valid.eq(~abort), req.payload.data.eq(req_head), req.payload.last.eq(1)]
+                with m.If(abort):
+                    m.next = "DONE"
+                with m.Elif(req.ready):
+                    m.d.sync += req_kind.eq(PacketKind.INPUT)
+                    m.next = "HEAD"
+
+            with m.State("HEAD"):
+                # Present the first input word's address: its data is there when the body starts.
+                # A per-core packet goes to the current core, a multicast one to the rectangle.
+                m.d.comb += rx.arg_addr.eq(ptr)
+                with m.If(flags.per_core):
+                    m.d.comb += [h.eq(c) for h, c in zip(head_dst, (cx, cy, cx, cy), strict=True)]
+                m.d.comb += [req.valid.eq(~abort), req.payload.data.eq(req_head)]
+                with m.If(abort):
+                    m.next = "DONE"
+                with m.Elif(req.ready):
+                    m.d.sync += [word.eq(0), wd.eq(0)]
+                    m.next = "BODY"
+
+            with m.State("BODY"):
+                last = word + 1 == w_in
+                m.d.comb += [
+                    rx.arg_addr.eq(Mux(fire, ptr + 1, ptr)),
+                    req.valid.eq(1),
+                    req.payload.data.eq(rx.arg_data),
+                    req.payload.last.eq(last),
+                ]
+                with m.If(fire):
+                    m.d.sync += [ptr.eq(ptr + 1), word.eq(word + 1), wd.eq(0)]
+                    with m.If(last):
+                        with m.If(abort):
+                            m.next = "DONE"
+                        with m.Else():
+                            next_packet()
+                with m.Elif(abort):
+                    # Finishing the packet keeps the wormhole path sound; if even that stalls
+                    # for a whole watchdog, the packet is abandoned.
+                    m.d.sync += wd.eq(wd + 1)
+                    with m.If(wd == self.watchdog - 1):
+                        m.next = "DONE"
+
+            with m.State("DONE"):
+                m.d.comb += done.eq(1)
+                with m.If(finish):
+                    m.next = "IDLE"
+
+    def _collector(
+        self,
+        m,
+        out,
+        out_word,
+        rsp,
+        rsp_head,
+        rsp_is_head,
+        rsp_mid,
+        rsp_current,
+        drain_stale,
+        resp_head,
+        resp_len,
+        rect,
+        flags,
+        w_out,
+        out_elems,
+        expected,
+        go,
+        abort,
+        core_err,
+        finish,
+        snd_done,
+        done,
+    ):
+        """The MVM response: header, OUTPUT blocks (or reduced sums), zero fill."""
+        depth = _ceil_div(self.lines, TILE_LANES)
+        banks = []
+        for k in range(TILE_LANES):
+            mem = Memory(shape=ReducedSum, depth=depth, init=[])
+            m.submodules[f"acc{k}"] = mem
+            banks.append((mem.read_port(), mem.write_port()))
+        rd_addr = Signal(range(depth))
+        for rd, _ in banks:
+            m.d.comb += rd.addr.eq(rd_addr)
+
+        received = Signal(16)
+        emitted = Signal(16)
+        flit_i = Signal(range(depth + 2))
+        lane = Signal(range(TILE_LANES))
+        # Accumulate pipeline: the flit read in the previous cycle is written back now.
+        acc_en = Signal()
+        acc_addr = Signal(range(depth))
+        acc_flit = Signal(OutputFlit)
+        m.d.sync += acc_en.eq(0)
+        for k, (rd, wr) in enumerate(banks):
+            elem = acc_flit.elems[k]
+            count = Cat(elem.count, Const(0, 1)).as_signed()
+            m.d.comb += [
+                wr.en.eq(acc_en),
+                wr.addr.eq(acc_addr),
+                wr.data.sum.eq(rd.data.sum + Mux(elem.sign, -count, count)),
+                wr.data.sat.eq(rd.data.sat | elem.sat),
+            ]
+
+        src_in_rect = (
+            (rsp_head.src_x >= rect.x0)
+            & (rsp_head.src_x <= rect.x1)
+            & (rsp_head.src_y >= rect.y0)
+            & (rsp_head.src_y <= rect.y1)
+        )
+        err = ErrorPayload(rsp.payload.data)
+        all_in = snd_done & (received == expected)
+        out_fire = out.valid & out.ready
+
+        def word_out(word):
+            m.d.comb += [out.valid.eq(1), out_word.eq(word)]
+            with m.If(out.ready):
+                m.d.sync += emitted.eq(emitted + 1)
+
+        with m.FSM(name="collector"):
+            with m.State("IDLE"):
+                with m.If(go):
+                    m.d.sync += [received.eq(0), emitted.eq(0), flit_i.eq(0)]
+                    m.next = "RESP_HEAD"
+
+            with m.State("RESP_HEAD"):
+                m.d.comb += [out.valid.eq(1), out_word.eq(resp_head)]
+                with m.If(out.ready):
+                    m.next = "WAIT"
+                    with m.If(flags.reduce):
+                        m.next = "CLEAR"
+
+            with m.State("CLEAR"):
+                m.d.comb += rd_addr.eq(0)
+                for _, wr in banks:
+                    m.d.comb += [wr.en.eq(1), wr.addr.eq(flit_i), wr.data.eq(0)]
+                m.d.sync += flit_i.eq(flit_i + 1)
+                with m.If(flit_i == depth - 1):
+                    m.next = "WAIT"
+
+            with m.State("WAIT"):
+                with m.If(all_in | abort):
+                    m.d.sync += [flit_i.eq(0), lane.eq(0)]
+                    m.next = "FILL"
+                    with m.If(flags.reduce):
+                        m.next = "SUMS_PRIME"
+                with m.Elif(rsp.valid & (rsp_mid | ~rsp_current)):
+                    drain_stale()
+                with m.Elif(rsp_is_head):
+                    with m.Switch(rsp_head.kind):
+                        with m.Case(PacketKind.OUTPUT):
+                            with m.If(~src_in_rect):
+                                m.d.comb += rsp.ready.eq(1)
+                                m.d.sync += core_err.eq(1)
+                                m.next = "DRAIN"
+                            with m.Elif(flags.reduce):
+                                m.d.comb += rsp.ready.eq(1)
+                                m.d.sync += flit_i.eq(0)
+                                m.next = "ACC"
+                            with m.Else():
+                                m.next = "BLOCK"
+                        with m.Case(PacketKind.ERROR):
+                            m.d.comb += rsp.ready.eq(1)
+                            m.d.sync += core_err.eq(1)
+                            m.next = "ERROR"
+                        with m.Default():
+                            m.d.comb += rsp.ready.eq(1)
+                            m.d.sync += core_err.eq(1)
+                            m.next = "DRAIN"
+
+            with m.State("ERROR"):
+                # A core that refused START sends no output for this MVM: stop waiting for it.
+                m.d.comb += rsp.ready.eq(1)
+                with m.If(rsp.valid):
+                    with m.If((err.code == TileError.START_REFUSED) & (expected >= flags.vectors)):
+                        m.d.sync += expected.eq(expected - flags.vectors)
+                    m.next = "WAIT"
+                    with m.If(~rsp.payload.last):
+                        m.next = "DRAIN"
+                with m.Elif(abort):
+                    m.next = "WAIT"
+
+            with m.State("DRAIN"):
+                m.d.comb += rsp.ready.eq(1)
+                with m.If((rsp.valid & rsp.payload.last) | abort):
+                    m.next = "WAIT"
+
+            with m.State("BLOCK"):
+                m.d.comb += rsp.ready.eq(out.ready)
+                word_out(Cat(rsp_head.src_x, rsp_head.src_y))  # BlockWord
+                with m.If(out.ready):
+                    m.d.sync += flit_i.eq(0)
+                    m.next = "BODY"
+
+            with m.State("BODY"):
+                m.d.comb += [out.valid.eq(rsp.valid), out_word.eq(rsp.payload.data), rsp.ready.eq(out.ready)]
+                with m.If(out_fire):
+                    m.d.sync += [emitted.eq(emitted + 1), flit_i.eq(flit_i + 1)]
+                    with m.If(rsp.payload.last):
+                        m.d.sync += received.eq(received + 1)
+                        with m.If(flit_i + 1 != w_out):
+                            m.d.sync += core_err.eq(1)  # short: pad it to the announced size
+                            m.next = "PAD"
+                        with m.Else():
+                            m.next = "WAIT"
+                    with m.Elif(flit_i + 1 == w_out):
+                        m.d.sync += [core_err.eq(1), received.eq(received + 1)]  # long: drop the rest
+                        m.next = "DRAIN"
+                with m.Elif(abort & ~out.valid):
+                    m.next = "WAIT"  # abandoned mid-packet: FILL completes the block with zeros
+
+            with m.State("PAD"):
+                word_out(0)
+                with m.If(out.ready):
+                    m.d.sync += flit_i.eq(flit_i + 1)
+                    with m.If(flit_i + 1 == w_out):
+                        m.next = "WAIT"
+
+            with m.State("ACC"):
+                m.d.comb += [rsp.ready.eq(1), rd_addr.eq(flit_i)]
+                with m.If(rsp.valid):
+                    in_range = flit_i < w_out
+                    m.d.sync += [
+                        acc_en.eq(in_range),
+                        acc_addr.eq(flit_i),
+                        acc_flit.eq(rsp.payload.data),
+                        flit_i.eq(flit_i + in_range),
+                    ]
+                    with m.If(rsp.payload.last):
+                        m.d.sync += received.eq(received + 1)
+                        with m.If(~in_range | (flit_i + 1 != w_out)):
+                            m.d.sync += core_err.eq(1)
+                        m.next = "WAIT"
+                    with m.Elif(~in_range):
+                        m.d.sync += core_err.eq(1)
+                with m.Elif(abort):
+                    m.next = "WAIT"
+
+            # Reduced sums: neuron i is lane i % 3 of bank address i // 3; read one ahead.
+            with m.State("SUMS_PRIME"):
+                m.d.comb += rd_addr.eq(0)
+                m.next = "SUMS"
+
+            with m.State("SUMS"):
+                step = out_fire & (lane == TILE_LANES - 1)
+                m.d.comb += rd_addr.eq(Mux(step, flit_i + 1, flit_i))
+                with m.Switch(lane):
+                    for k, (rd, _) in enumerate(banks):
+                        with m.Case(k):
+                            word_out(rd.data.as_value())
+                with m.If(out_fire):
+                    m.d.sync += lane.eq(Mux(lane == TILE_LANES - 1, 0, lane + 1))
+                    with m.If(step):
+                        m.d.sync += flit_i.eq(flit_i + 1)
+                    with m.If(emitted + 1 == resp_len):
+                        m.next = "DONE"
+
+            with m.State("FILL"):
+                with m.If(emitted == resp_len):
+                    m.next = "DONE"
+                with m.Else():
+                    word_out(0)
+
+            with m.State("DONE"):
+                m.d.comb += done.eq(1)
+                with m.If(finish):
+                    m.next = "IDLE"

@@ -16,9 +16,20 @@ fails a check (CRC, opcode, length, core index, argument) changes no state: it i
 checked whole before anything is sent into the chip.
 """
 
+from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
-__all__ = ["Opcode", "Status", "CommandHeader", "ResponseHeader", "Rect", "MvmFlags", "CRC_POLY_REFLECTED"]
+__all__ = [
+    "Opcode",
+    "Status",
+    "CommandHeader",
+    "ResponseHeader",
+    "Rect",
+    "MvmFlags",
+    "ReducedSum",
+    "BlockWord",
+    "CRC_POLY_REFLECTED",
+]
 
 #: zlib's CRC-32 polynomial, bit-reflected (init and final XOR 0xFFFFFFFF).
 CRC_POLY_REFLECTED = 0xEDB88320
@@ -97,3 +108,21 @@ class ResponseHeader(data.Struct):
     tag: 8
     #: Payload words (excluding the header, the status word and the CRC word).
     length: 16
+
+
+class BlockWord(data.Struct):
+    """The word before each OUTPUT block of a non-reduced MVM response: which core sent it."""
+
+    x: 4
+    y: 4
+    _pad: 24
+
+
+class ReducedSum(data.Struct):
+    """One payload word of a reduced MVM response: one neuron summed over the cores."""
+
+    #: Sum over the cores of the neuron's signed count ``(1 - 2 sign) count``.
+    sum: signed(24)
+    #: OR of the cores' ``sat`` flags for this neuron.
+    sat: 1
+    _pad: 7

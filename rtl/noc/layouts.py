@@ -10,9 +10,10 @@ means -1, the edge port west of column 0 (or south of row 0), where the host bri
 attaches. Ref: docs/noc.md.
 """
 
+from amaranth.hdl import Cat, Const, Value
 from amaranth.lib import data, enum
 
-__all__ = ["COORD_BITS", "EDGE", "FLIT_BITS", "MAX_GRID", "PacketKind", "Header", "flit_layout"]
+__all__ = ["COORD_BITS", "EDGE", "FLIT_BITS", "MAX_GRID", "PacketKind", "Header", "flit_layout", "pack_header"]
 
 #: Width of one coordinate field.
 COORD_BITS = 4
@@ -68,6 +69,23 @@ class Header(data.Struct):
 
 
 assert Header.as_shape().size == FLIT_BITS
+
+
+def pack_header(**fields):
+    """A whole :class:`Header` as one value, from every field (integers, enum members or values).
+
+    One assignment of the whole flit, rather than one per field, keeps constant fields out of
+    Yosys' ``always @*`` blocks (which read nothing and so would never run).
+    """
+    layout = Header.as_shape()
+    names = [name for name, _ in layout]
+    if sorted(fields) != sorted(names):
+        raise ValueError(f"pack_header needs exactly the fields {', '.join(names)}, not {', '.join(fields)}")
+    parts = []
+    for name, field in sorted(layout, key=lambda item: item[1].offset):
+        value, width = fields[name], field.width
+        parts.append(Const(value, width) if isinstance(value, int) else Value.cast(value)[:width])
+    return Cat(*parts)
 
 
 def flit_layout(width=FLIT_BITS):

@@ -1,16 +1,37 @@
-"""Host commands and responses as Python values (docs/host-protocol.md), with the RTL's layouts."""
+"""Host commands and responses as Python values (docs/host-protocol.md), with the RTL's layouts,
+and :class:`HostClient`, the host API every chip bench uses over its own port driver."""
 
 import zlib
 from dataclasses import dataclass
 
-from cimdv.rtl.host.protocol import CommandHeader, Opcode, Rect, ResponseHeader, Status
+import numpy as np
+
+from cimdv.rtl.chip.layouts import TILE_LANES
+from cimdv.rtl.host.protocol import CommandHeader, MvmFlags, Opcode, Rect, ReducedSum, ResponseHeader, Status
 from cimdv.tb.vip.codec import LayoutCodec
 
-__all__ = ["crc32", "command", "rect", "core", "Response", "parse_response"]
+from .packets import input_words, output_elements
+
+__all__ = [
+    "crc32",
+    "command",
+    "rect",
+    "core",
+    "mvm_args",
+    "Response",
+    "parse_response",
+    "Block",
+    "mvm_blocks",
+    "reduced_sums",
+    "HostClient",
+    "HostError",
+]
 
 _COMMAND = LayoutCodec(CommandHeader)
 _RESPONSE = LayoutCodec(ResponseHeader)
 _RECT = LayoutCodec(Rect)
+_FLAGS = LayoutCodec(MvmFlags)
+_SUM = LayoutCodec(ReducedSum)
 
 
 def crc32(words):
@@ -40,6 +61,25 @@ def core(x, y):
     return x | y << 4
 
 
+def _cores(area):
+    x0, y0, x1, y1 = area
+    return [(x, y) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+
+
+def mvm_args(area, inputs, *, out_elems, per_core=False, reduce=False):
+    """MVM's arguments: ``area`` is ``(x0, y0, x1, y1)``; ``inputs`` is ``(vectors, elems)``,
+    or with ``per_core`` ``(vectors, cores, elems)`` with the cores in raster order."""
+    inputs = np.asarray(inputs)
+    ncores = len(_cores(area))
+    if inputs.ndim != (3 if per_core else 2) or (per_core and inputs.shape[1] != ncores):
+        want = f"(vectors, {ncores}, elems)" if per_core else "(vectors, elems)"
+        raise ValueError(f"inputs must have shape {want}, not {inputs.shape}")
+    vectors, elems = inputs.shape[0], inputs.shape[-1]
+    flags = _FLAGS.encode({"reduce": int(reduce), "per_core": int(per_core), "vectors": vectors, "elems": elems})
+    words = [w for vec in inputs.reshape(-1, elems) for w in input_words(vec)]
+    return [rect(*area), flags, out_elems, *words]
+
+
 @dataclass(frozen=True)
 class Response:
     opcode: int
@@ -59,3 +99,102 @@ def parse_response(words):
     if crc32(words[:-1]) != words[-1]:
         raise ValueError(f"response CRC {words[-1]:#010x} != {crc32(words[:-1]):#010x}")
     return Response(opcode=h["opcode"], tag=h["tag"], payload=tuple(words[1 : 1 + n]), status=Status(words[1 + n]))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One OUTPUT vector of a non-reduced MVM response."""
+
+    x: int
+    y: int
+    count: np.ndarray
+    sign: np.ndarray
+    sat: np.ndarray
+
+    @property
+    def signed(self):
+        """The signed counts ``(1 - 2 sign) count``."""
+        return np.where(self.sign.astype(bool), -self.count, self.count)
+
+
+def mvm_blocks(payload, out_elems):
+    """The :class:`Block` list of a non-reduced MVM payload, in arrival order."""
+    per = 1 + -(-out_elems // TILE_LANES)
+    if len(payload) % per:
+        raise ValueError(f"payload of {len(payload)} words is not whole blocks of {per}")
+    blocks = []
+    for k in range(0, len(payload), per):
+        head = payload[k]
+        count, sign, sat = output_elements(payload[k + 1 : k + per], out_elems)
+        blocks.append(Block(x=head & 0xF, y=head >> 4 & 0xF, count=count, sign=sign, sat=sat))
+    return blocks
+
+
+def reduced_sums(payload):
+    """``(sums, sat)`` arrays of a reduced MVM payload."""
+    decoded = [_SUM.decode(w) for w in payload]
+    return np.array([d["sum"] for d in decoded], dtype=np.int64), np.array([d["sat"] for d in decoded], dtype=bool)
+
+
+class HostError(RuntimeError):
+    """A response whose status was not the one expected."""
+
+
+class HostClient:
+    """The host API (docs/host-protocol.md) over a port driver.
+
+    ``port`` has one coroutine, ``transact(words) -> list[int]``: send one command's words and
+    return the words of its response (header, payload, status, CRC). The Amaranth bench, the
+    cocotb stream driver and the cocotb UART driver each provide one, so every chip test
+    speaks to the chip through this same client. Tags count up, so a late answer to an
+    earlier command can never be taken for the current one.
+    """
+
+    def __init__(self, port):
+        self.port = port
+        self._tag = 0
+
+    def next_tag(self):
+        self._tag = (self._tag + 1) & 0xFF
+        return self._tag
+
+    async def send(self, words, *, check=True):
+        """Send raw command words; returns the parsed :class:`Response` (checks its tag)."""
+        tag = _COMMAND.decode(words[0])["tag"]
+        response = parse_response(await self.port.transact(list(words)))
+        if check and response.tag != tag:
+            raise HostError(f"response tag {response.tag} does not match the command's {tag}")
+        return response
+
+    async def command(self, opcode, args=(), *, expect=Status.OK, tag=None):
+        """One command; raises :class:`HostError` unless the status is ``expect`` (None: any)."""
+        tag = self.next_tag() if tag is None else tag
+        response = await self.send(command(opcode, args, tag=tag))
+        if expect is not None and response.status != expect:
+            raise HostError(f"{Opcode(opcode).name} tag {tag}: status {response.status.name}, expected {expect.name}")
+        return response
+
+    async def ping(self):
+        """``(cols, rows, core_rows, core_cols)`` of the chip."""
+        r = await self.command(Opcode.PING)
+        return r.payload[1] & 0xFF, r.payload[1] >> 8 & 0xFF, r.payload[2] & 0xFFFF, r.payload[2] >> 16
+
+    async def csr_write(self, area, addr, value, *, expect=Status.OK):
+        """Write one CSR of every core of ``area`` ``(x0, y0, x1, y1)``; returns ``(acks, status_or)``."""
+        r = await self.command(Opcode.CSR_WRITE, [rect(*area), addr, value], expect=expect)
+        return r.payload
+
+    async def csr_read(self, x, y, addr, *, expect=Status.OK):
+        r = await self.command(Opcode.CSR_READ, [core(x, y), addr], expect=expect)
+        return r.payload[0]
+
+    async def write_all(self, area, regmap, writes):
+        """``[(register, value)]`` (e.g. from :func:`~cimdv.tb.vip.config.core_config_writes`) to ``area``."""
+        for name, value in writes:
+            await self.csr_write(area, regmap[name].addr, value)
+
+    async def mvm(self, area, inputs, *, out_elems, per_core=False, reduce=False, expect=Status.OK):
+        """Run an MVM; returns the :class:`Block` list, or ``(sums, sat)`` with ``reduce``."""
+        args = mvm_args(area, inputs, out_elems=out_elems, per_core=per_core, reduce=reduce)
+        r = await self.command(Opcode.MVM, args, expect=expect)
+        return reduced_sums(r.payload) if reduce else mvm_blocks(r.payload, out_elems)

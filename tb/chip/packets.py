@@ -19,6 +19,7 @@ __all__ = [
     "Packet",
     "header_word",
     "request",
+    "input_words",
     "input_packet",
     "parse",
     "output_elements",
@@ -57,14 +58,19 @@ def request(kind, dst, words=(), *, tag=0, src=HOST):
     return [(d, i == len(data) - 1) for i, d in enumerate(data)]
 
 
-def input_packet(dst, x, *, tag=0):
-    """An INPUT packet carrying vector ``x`` (three elements per flit)."""
+def input_words(x):
+    """The payload words of one input vector ``x``: three elements per word (``InputFlit``)."""
     x = [int(v) for v in x]
     words = []
     for k in range(0, len(x), TILE_LANES):
         chunk = x[k : k + TILE_LANES] + [0] * (TILE_LANES - len(x[k : k + TILE_LANES]))
         words.append(_INPUT.encode({"elems": chunk}))
-    return request(PacketKind.INPUT, dst, words, tag=tag)
+    return words
+
+
+def input_packet(dst, x, *, tag=0):
+    """An INPUT packet carrying vector ``x`` (three elements per flit)."""
+    return request(PacketKind.INPUT, dst, input_words(x), tag=tag)
 
 
 @dataclass(frozen=True)

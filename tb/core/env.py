@@ -27,8 +27,9 @@ from cimdv.model.physical import PhysicalCore, PhysicalMacroState
 from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import ArrayDevice, Outcome, ProgOp
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
-from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD, PROG_KEY, PROG_TIMING, ErrorBit, register_map
+from cimdv.rtl.core.regs import PROG_KEY, PROG_TIMING, ErrorBit, register_map
 from cimdv.tb.scoreboard import InOrderScoreboard
+from cimdv.tb.vip.config import config_writes
 from cimdv.tb.vip.csr import CsrMaster
 from cimdv.tb.vip.macro import MacroContractChecker, MacroResponder
 from cimdv.tb.vip.program import ProgramContractChecker, ProgramMonitor, ProgramResponder, ProgramScoreboard
@@ -279,24 +280,24 @@ class CoreTb:
         watchdog=100_000,
     ):
         """Write raw configuration values (may be illegal: used by the refusal tests)."""
-        csr = self.csr
-        await csr.write_fields(
-            "MODE", backward=backward, signed=signed, in_bits=in_bits, out_bits=out_bits, pulse_mult=pulse_mult
+        writes = config_writes(
+            self.regmap,
+            lines=self.lines,
+            backward=backward,
+            signed=signed,
+            in_bits=in_bits,
+            out_bits=out_bits,
+            pulse_mult=pulse_mult,
+            max_count=max_count,
+            noise_pulses=noise_pulses,
+            line_modes=line_modes,
+            out_mask=out_mask,
+            timing=FAST_TIMING if timing is None else timing,
+            batch=batch,
+            watchdog=watchdog,
         )
-        await csr.write_fields("MAX_COUNT", max_count=max_count)
-        await csr.write_fields("BATCH", batch=batch)
-        await csr.write_fields("NOISE_PULSES", noise_pulses=noise_pulses)
-        await csr.write_fields("WATCHDOG", watchdog=watchdog)
-        for name, value in (timing or FAST_TIMING).items():
-            await csr.write(name, value)
-        line_modes = [1] * self.lines if line_modes is None else list(line_modes)
-        out_mask = [1] * self.lines if out_mask is None else list(out_mask)
-        for w, reg in enumerate(self.regmap.array("LINE_MODE")):
-            chunk = line_modes[w * LINES_PER_WORD : (w + 1) * LINES_PER_WORD]
-            await csr.write(reg.name, sum(int(v) << (2 * k) for k, v in enumerate(chunk)))
-        for w, reg in enumerate(self.regmap.array("OUT_MASK")):
-            chunk = out_mask[w * NEURONS_PER_WORD : (w + 1) * NEURONS_PER_WORD]
-            await csr.write(reg.name, sum(int(v) << k for k, v in enumerate(chunk)))
+        for name, value in writes:
+            await self.csr.write(name, value)
 
     # ---- stimulus ------------------------------------------------------------------------
     def random_inputs(self, n, cfg=None):

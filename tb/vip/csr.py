@@ -6,6 +6,8 @@ bench cannot disagree with the design about an address or a bit position.
 
 from cocotb.triggers import FallingEdge, Lock, ReadOnly
 
+from .config import encode_fields
+
 __all__ = ["CsrMaster"]
 
 
@@ -68,14 +70,7 @@ class CsrMaster:
 
     def encode(self, reg, **fields):
         """Register value with the named fields set (others at their reset value)."""
-        register = self.regmap[reg]
-        value = register.reset
-        for name, field_value in fields.items():
-            f = register.field(name)
-            if not 0 <= field_value < 1 << f.width:
-                raise ValueError(f"{reg}.{name} must fit {f.width} bits, not {field_value!r}")
-            value = (value & ~f.mask) | (field_value << f.offset)
-        return value
+        return encode_fields(self.regmap, reg, **fields)
 
     async def write_fields(self, reg, **fields):
         """Write a register built by :meth:`encode` (fields not named take reset values)."""
