@@ -52,6 +52,7 @@ Factory = Callable[..., Any]
 TOPS: dict[str, Factory] = {
     "core": LazyTop("cimdv.rtl.core.core:CimCore"),
     "chip": LazyTop("cimdv.rtl.chip.chip:Chip"),
+    "fpga_top": LazyTop("cimdv.rtl.fpga.top:FpgaTop"),
     "fpga_twin_demo": LazyTop("cimdv.rtl.fpga.demo:FpgaTwinDemo"),
     "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
 }

@@ -13,7 +13,6 @@ of every command. They sleep until ``prog__op`` changes, so tests that never pro
 nothing for them.
 """
 
-import contextlib
 from dataclasses import dataclass
 
 import cocotb
@@ -25,11 +24,11 @@ from cocotb.triggers import Event, FallingEdge, RisingEdge, SimTimeoutError, wit
 from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState, run_sequence
 from cimdv.model.physical import PhysicalCore, PhysicalMacroState
 from cimdv.model.programming import DeviceParams
-from cimdv.model.writeverify import ArrayDevice, Outcome, ProgOp
+from cimdv.model.writeverify import ArrayDevice, ProgOp
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
 from cimdv.rtl.core.regs import PROG_KEY, PROG_TIMING, ErrorBit, register_map
 from cimdv.tb.scoreboard import InOrderScoreboard
-from cimdv.tb.vip.config import config_writes
+from cimdv.tb.vip.config import config_writes, decode_prog_result, prog_settings_writes
 from cimdv.tb.vip.csr import CsrMaster
 from cimdv.tb.vip.macro import MacroContractChecker, MacroResponder
 from cimdv.tb.vip.program import ProgramContractChecker, ProgramMonitor, ProgramResponder, ProgramScoreboard
@@ -42,13 +41,6 @@ CLOCK_NS = 10
 FAST_TIMING = {"T_INIT": 1, "T_SAMPLE": 1, "T_INTEG": 1, "T_COMPARE": 1, "T_DECR": 1, "T_NOISE": 1}
 #: Short write-verify timing for the DV tests (the contract allows 1; 2 and 3 keep them distinct).
 FAST_PROG_TIMING = {"T_PULSE": 2, "T_READ": 3}
-#: The programming-port fields of the settings, by register.
-_PROG_FIELDS = {
-    "PROG_TARGET": {"target": "target", "tol": "tol"},
-    "PROG_SET": {"start": "set_start", "end": "set_end", "step": "set_step"},
-    "PROG_RESET": {"start": "reset_start", "end": "reset_end", "step": "reset_step"},
-    "PROG_LIMITS": {"pulse_limit": "pulse_limit", "iter_limit": "iter_limit", "max_ops": "max_ops"},
-}
 
 
 def error_names(value):
@@ -384,10 +376,8 @@ class CoreTb:
 
     async def write_prog_settings(self, settings, *, row=None, col=None):
         """Write the PROG_* setting registers from a WriteVerifySettings (and PROG_CELL if given)."""
-        for reg, fields in _PROG_FIELDS.items():
-            await self.csr.write_fields(reg, **{f: getattr(settings, name) for f, name in fields.items()})
-        if row is not None or col is not None:
-            await self.csr.write_fields("PROG_CELL", row=row, col=col)
+        for reg, value in prog_settings_writes(self.regmap, settings, row=row, col=col):
+            await self.csr.write(reg, value)
 
     async def start_program(self, row, col, settings):
         """Write the settings and PROG_CTRL.start, and tell the scoreboard what to expect."""
@@ -416,25 +406,9 @@ class CoreTb:
 
     async def read_prog_result(self):
         """PROG_RESULT and PROG_PULSES as a dict."""
-        res = self.regmap["PROG_RESULT"]
-        pulses = self.regmap["PROG_PULSES"]
         r = await self.csr.read("PROG_RESULT")
         p = await self.csr.read("PROG_PULSES")
-
-        def get(reg, value, name):
-            f = reg.field(name)
-            return (value >> f.offset) & ((1 << f.width) - 1)
-
-        outcome = get(res, r, "outcome")
-        with contextlib.suppress(ValueError):  # not an outcome code: the scoreboard reports the raw value
-            outcome = Outcome(outcome)
-        return {
-            "outcome": outcome,
-            "reading": get(res, r, "reading"),
-            "iterations": get(res, r, "iterations"),
-            "set_pulses": get(pulses, p, "set"),
-            "reset_pulses": get(pulses, p, "reset"),
-        }
+        return decode_prog_result(self.regmap, r, p)
 
     def prog_timeout_us(self, settings):
         """A generous bound on one command's duration (its operation bound x the longest operation)."""

@@ -4,9 +4,27 @@ Every path that configures a core uses these: the CSR bus VIP of the core bench,
 host commands of the chip bench (one CSR_WRITE per register).
 """
 
+import contextlib
+
+from cimdv.model.writeverify import Outcome
 from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD
 
-__all__ = ["encode_fields", "config_writes", "core_config_writes"]
+#: The programming-port fields of ``WriteVerifySettings``, by register.
+PROG_FIELDS = {
+    "PROG_TARGET": {"target": "target", "tol": "tol"},
+    "PROG_SET": {"start": "set_start", "end": "set_end", "step": "set_step"},
+    "PROG_RESET": {"start": "reset_start", "end": "reset_end", "step": "reset_step"},
+    "PROG_LIMITS": {"pulse_limit": "pulse_limit", "iter_limit": "iter_limit", "max_ops": "max_ops"},
+}
+
+__all__ = [
+    "encode_fields",
+    "decode_field",
+    "config_writes",
+    "core_config_writes",
+    "prog_settings_writes",
+    "decode_prog_result",
+]
 
 
 def encode_fields(regmap, reg, **fields):
@@ -22,6 +40,12 @@ def encode_fields(regmap, reg, **fields):
             raise ValueError(f"{reg}.{name} must fit {f.width} bits, not {field_value!r}")
         value = (value & ~f.mask) | (field_value << f.offset)
     return value
+
+
+def decode_field(regmap, reg, value, name):
+    """Field ``name`` of register ``reg`` in the register value ``value``."""
+    f = regmap[reg].field(name)
+    return (value >> f.offset) & ((1 << f.width) - 1)
 
 
 def config_writes(
@@ -91,3 +115,30 @@ def core_config_writes(regmap, cfg, *, timing, batch=1, watchdog=100_000):
         batch=batch,
         watchdog=watchdog,
     )
+
+
+def prog_settings_writes(regmap, settings, *, row=None, col=None):
+    """``[(register, value)]`` of the PROG_* setting registers for a ``WriteVerifySettings``
+    (and ``PROG_CELL`` when ``row``/``col`` are given)."""
+    writes = [
+        (reg, encode_fields(regmap, reg, **{f: getattr(settings, name) for f, name in fields.items()}))
+        for reg, fields in PROG_FIELDS.items()
+    ]
+    if row is not None or col is not None:
+        writes.append(("PROG_CELL", encode_fields(regmap, "PROG_CELL", row=row, col=col)))
+    return writes
+
+
+def decode_prog_result(regmap, result, pulses):
+    """The ``PROG_RESULT`` and ``PROG_PULSES`` register values as a dict (``outcome`` an
+    :class:`~cimdv.model.writeverify.Outcome` when it is one, else the raw code)."""
+    outcome = decode_field(regmap, "PROG_RESULT", result, "outcome")
+    with contextlib.suppress(ValueError):  # not an outcome code: the scoreboard reports the raw value
+        outcome = Outcome(outcome)
+    return {
+        "outcome": outcome,
+        "reading": decode_field(regmap, "PROG_RESULT", result, "reading"),
+        "iterations": decode_field(regmap, "PROG_RESULT", result, "iterations"),
+        "set_pulses": decode_field(regmap, "PROG_PULSES", pulses, "set"),
+        "reset_pulses": decode_field(regmap, "PROG_PULSES", pulses, "reset"),
+    }
