@@ -53,6 +53,7 @@ TOPS: dict[str, Factory] = {
     "core": LazyTop("cimdv.rtl.core.core:CimCore"),
     "chip": LazyTop("cimdv.rtl.chip.chip:Chip"),
     "fpga_top": LazyTop("cimdv.rtl.fpga.top:FpgaTop"),
+    "twin_chip": LazyTop("cimdv.rtl.fpga.top:TwinChip"),
     "fpga_twin_demo": LazyTop("cimdv.rtl.fpga.demo:FpgaTwinDemo"),
     "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
 }

@@ -11,10 +11,14 @@ against :class:`~cimdv.model.exact.ExactCore` (blocks, element by element) and a
 of the cores' signed counts (reduced layers).
 """
 
+import json
+import os
+
 import cocotb
 import numpy as np
 from amaranth.lib import data
 from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, FallingEdge, with_timeout
 
 from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
@@ -29,7 +33,11 @@ from cimdv.tb.vip.macro import MacroResponder
 from cimdv.tb.vip.program import ProgramResponder
 from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
 
-__all__ = ["ChipTb", "StreamHostPort", "CLOCK_NS", "FAST_TIMING", "make_chip_tb"]
+__all__ = ["ChipTb", "StreamHostPort", "CLOCK_NS", "FAST_TIMING", "TRACE_ENV", "make_chip_tb"]
+
+#: If set, every response (its words and the simulation time it completed at, ns) is appended
+#: there as one JSON line: same seed and DUT must give the same file on every simulator.
+TRACE_ENV = "CIMDV_CHIP_TRACE"
 
 CLOCK_NS = 10
 #: Shortest legal timing of the core (docs/analog-boundary.md): the chip tests' default.
@@ -55,6 +63,7 @@ class StreamHostPort:
         self.monitor = StreamMonitor(out, clock)
         self.monitor.add_callback(self._on_word)
         self.timeout_ns = timeout_ns
+        self.trace = os.environ.get(TRACE_ENV)
         self.words = []
         self._complete = Event()
         self.responses = 0
@@ -84,6 +93,9 @@ class StreamHostPort:
         got, self.words = self.words, []
         self._complete.clear()
         self.responses += 1
+        if self.trace:
+            with open(self.trace, "a") as f:
+                f.write(json.dumps({"ns": get_sim_time("ns"), "words": got}) + "\n")
         return got
 
 
