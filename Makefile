@@ -35,13 +35,17 @@ $(STAMP): pyproject.toml
 tools: ## check iverilog, vvp, g++, make, perl (apt-get installs them when root)
 	bash sim/require-tools.sh
 
-verilog: $(STAMP) ## generate build/verilog/core.v with default parameters
+verilog: $(STAMP) ## generate build/verilog/{core,chip,fpga_top}.v with default parameters
 	$(BIN)/cimdv-gen core -o build/verilog/core.v
+	$(BIN)/cimdv-gen chip -o build/verilog/chip.v
+	$(BIN)/cimdv-gen fpga_top -o build/verilog/fpga_top.v
 
-lint: verilog ## ruff, import contracts, verilator --lint-only -Wall of build/verilog/core.v
+lint: verilog ## ruff, import contracts, verilator --lint-only -Wall of build/verilog/{core,chip,fpga_top}.v
 	$(BIN)/ruff check rtl model tb tests
 	$(BIN)/lint-imports --cache-dir build/import_linter_cache
 	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module core sim/verilator.vlt build/verilog/core.v
+	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module chip sim/verilator.vlt build/verilog/chip.v
+	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module fpga_top sim/verilator.vlt sim/ice40_lint_stubs.v build/verilog/fpga_top.v
 
 test: $(STAMP) tools ## regression on both cores: build/regression/{junit.xml,summary.json}; SIM=, SEED=
 	$(BIN)/python -m cimdv.tb.flows.regression $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))

@@ -8,7 +8,7 @@ from cimdv.tb.sim import cocotb_test_names
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "docs" / "testplan.md"
 #: Every cocotb test module of the environment; each test must be in the plan.
-MODULES = ("cimdv.tb.core.tests", "cimdv.tb.noc.tests")
+MODULES = ("cimdv.tb.core.tests", "cimdv.tb.noc.tests", "cimdv.tb.chip.tests", "cimdv.tb.chip.fpga_tests")
 TESTS = {name for module in MODULES for name in cocotb_test_names(module)}
 
 
