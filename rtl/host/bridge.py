@@ -200,10 +200,14 @@ class HostBridge(wiring.Component):
         w_out = Signal(range(self.lines + 1))  # ceil(out_elems / 3): flits per output vector
         w_out3 = Signal(range(self.lines + 4))
         n_cores = Signal(8)
-        step_in = Signal(32)  # input words per batch step
-        step_rsp = Signal(32)  # response words per batch step (non-reduced)
-        total_in = Signal(32)
-        total_rsp = Signal(32)
+        # Word counts: any count above 0xFFFF cannot match a 16-bit length, so the sums are 17
+        # bits wide with a sticky "too big" flag (cores x (1 + 342) < 2**17 for the step).
+        step_in = Signal(17)  # input words per batch step
+        step_rsp = Signal(17)  # response words per batch step (non-reduced)
+        total_in = Signal(17)
+        total_rsp = Signal(17)
+        big_in = Signal()
+        big_rsp = Signal()
         total_pkts = Signal(16)
         loop = Signal(8)
         mvm_go = Signal()
@@ -350,13 +354,24 @@ class HostBridge(wiring.Component):
                 with m.If(flags.per_core):
                     m.d.sync += step_in.eq(step_in + w_in)
                 with m.If(loop + 1 == n_cores):
-                    m.d.sync += [total_in.eq(0), total_rsp.eq(0), total_pkts.eq(0), loop.eq(0)]
+                    m.d.sync += [
+                        total_in.eq(0),
+                        total_rsp.eq(0),
+                        total_pkts.eq(0),
+                        loop.eq(0),
+                        big_in.eq(0),
+                        big_rsp.eq(0),
+                    ]
                     m.next = "MEASURE_TOTAL"
 
             with m.State("MEASURE_TOTAL"):
+                sum_in = total_in + step_in
+                sum_rsp = total_rsp + step_rsp
                 m.d.sync += [
-                    total_in.eq(total_in + step_in),
-                    total_rsp.eq(total_rsp + step_rsp),
+                    total_in.eq(sum_in),
+                    total_rsp.eq(sum_rsp),
+                    big_in.eq(big_in | (sum_in > 0xFFFF)),
+                    big_rsp.eq(big_rsp | (sum_rsp > 0xFFFF)),
                     total_pkts.eq(total_pkts + n_cores),
                     loop.eq(loop + 1),
                 ]
@@ -365,10 +380,10 @@ class HostBridge(wiring.Component):
 
             with m.State("MEASURE_CHECK"):
                 m.d.comb += rx.cmd.ready.eq(1)
-                with m.If(total_in + MVM_FIXED_ARGS != hdr.length):
+                with m.If(big_in | (total_in + MVM_FIXED_ARGS != hdr.length)):
                     m.d.sync += status.eq(Status.BAD_LENGTH)
                     m.next = "HEADER"
-                with m.Elif(~flags.reduce & (total_rsp > 0xFFFF)):
+                with m.Elif(~flags.reduce & big_rsp):
                     m.d.sync += status.eq(Status.BAD_ARG)  # the response would not fit its length field
                     m.next = "HEADER"
                 with m.Else():
