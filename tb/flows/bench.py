@@ -16,6 +16,14 @@ Keys: ``core_mvm_verilator`` and ``core_mvm_icarus`` at NeuRRAM's phase timing (
 integrate 505, compare 17, decrement 1 cycles at 100 MHz), ``core_mvm_verilator_fast`` at
 the shortest timing the contract allows. Targets are checked here, never in timed tests:
 ``cycles_per_s / clock_only_cycles_per_s >= 0.3`` for ``core_mvm_verilator``.
+
+``chip_mvm`` (:func:`cimdv.tb.flows.raw_chip.bench`) is the chip's Python-free baseline: the
+same host command stream (``tb/chip/workload.py``: 2 x 2 tiles of 32 x 32 cores with digital
+twins, every weight programmed through the write-verify sequencers, then multicast, per-core
+and reduced MVMs) on the same ``twin_chip`` Verilator build, from a C++ harness
+(``chip_mvm_raw_cycles_per_s``) and from cocotb (``chip_mvm_cocotb_cycles_per_s``), their
+ratio ``ratio_to_raw``, the cycles per workload and the mismatches of both against the golden
+model. The ``chip_program_*`` figures are the programming phase's.
 """
 
 import argparse
@@ -29,6 +37,7 @@ import time
 import timeit
 
 from cimdv.tb import sim as simflow
+from cimdv.tb.flows import raw_chip
 from cimdv.tb.flows.clock_only import measure as native_clock_only
 from cimdv.tb.flows.workload import FULL_CORE, run_clock_only, run_workload
 
@@ -143,6 +152,10 @@ CASES = {
 }
 
 
+#: The chip cases (cimdv.tb.flows.raw_chip): the Python-free C++ harness against cocotb.
+CHIP_CASES = ("chip_mvm",)
+
+
 def bench_case(key, *, repeats, seed, scale):
     sim, timing, vectors, clock_cycles, native_cycles = CASES[key]
     vectors = max(1, int(vectors * scale))
@@ -184,8 +197,8 @@ def main(argv=None):
     p.add_argument(
         "--case",
         action="append",
-        choices=[*sorted(CASES), "model"],
-        help="run only these cases (repeatable; 'model' = golden-model speed)",
+        choices=[*sorted(CASES), *CHIP_CASES, "model"],
+        help="run only these cases (repeatable; 'model' = golden-model speed, 'chip_mvm' = the chip's raw baseline)",
     )
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per case (default: 3)")
     p.add_argument("--scale", type=float, default=1.0, help="scale vectors and cycles (smoke runs: 0.1)")
@@ -200,7 +213,7 @@ def main(argv=None):
     out = simflow.BUILD_ROOT / "bench" / "results.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     wall0 = time.perf_counter()
-    for key in args.case or [*CASES, "model"]:
+    for key in args.case or [*CASES, *CHIP_CASES, "model"]:
         print(f"cimdv-bench: {key} ...", flush=True)
         if key == "model":
             results["model"] = bench_model(args.repeats)
@@ -210,6 +223,17 @@ def main(argv=None):
                 f"{m['model_mvm_batched_us']:.2f} us/vector (gemm {m['numpy_gemm_per_vector_us']:.2f}), chip step "
                 f"{m['model_chip_step_ms']:.3f} ms ({m['chip_step_threads']} threads; 1 thread "
                 f"{m['model_chip_step_1thread_ms']:.3f} ms, its 48 products alone {m['numpy_chip_matmul_ms']:.3f} ms)"
+            )
+            continue
+        if key in CHIP_CASES:
+            results[key] = raw_chip.bench(repeats=args.repeats, seed=seed, scale=args.scale)
+            r = results[key]
+            print(
+                f"  MVM phase {r['cycles_per_workload']['mvm']} cycles: raw {r['chip_mvm_raw_cycles_per_s']:,.0f} "
+                f"cycles/s, cocotb {r['chip_mvm_cocotb_cycles_per_s']:,.0f} (ratio {r['ratio_to_raw']:.2f}); "
+                f"programming {r['cycles_per_workload']['program']} cycles: raw "
+                f"{r['chip_program_raw_cycles_per_s']:,.0f}, cocotb {r['chip_program_cocotb_cycles_per_s']:,.0f} "
+                f"(ratio {r['program_ratio_to_raw']:.2f}); mismatches {r['mismatches']}"
             )
             continue
         results[key] = bench_case(key, repeats=args.repeats, seed=seed, scale=args.scale)
