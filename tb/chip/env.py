@@ -21,14 +21,14 @@ from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, FallingEdge, with_timeout
 
-from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
+from cimdv.model.exact import ExactCore, MacroParams, MacroState
 from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import ArrayDevice
 from cimdv.rtl.chip.chip import tile_member
 from cimdv.rtl.core.regs import register_map
 from cimdv.tb.chip.host import HostClient
 from cimdv.tb.sim import params_from_env
-from cimdv.tb.vip.config import core_config_writes
+from cimdv.tb.vip.config import core_config_writes, default_config
 from cimdv.tb.vip.macro import MacroResponder
 from cimdv.tb.vip.program import ProgramResponder
 from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
@@ -164,18 +164,8 @@ class ChipTb:
     # ---- configuration -------------------------------------------------------------------
     def config(self, **overrides):
         """A legal CoreConfig for this geometry with the given fields changed."""
-        fields = dict(
-            rows=self.core_rows,
-            cols=self.core_cols,
-            backward=False,
-            signed=True,
-            in_bits=4,
-            out_bits=8,
-            pulse_mult=1,
-            max_count=127,
-            pulse_bits=self.params.get("pulse_bits", 8),
-        )
-        return CoreConfig(**(fields | overrides))
+        pulse_bits = self.params.get("pulse_bits", 8)
+        return default_config(self.core_rows, self.core_cols, **({"pulse_bits": pulse_bits} | overrides))
 
     async def configure(self, cfg, *, area=None, batch=1, timing=None, watchdog=1 << 20):
         """Every configuration register of the cores of ``area`` (default: all), multicast."""

@@ -324,13 +324,14 @@ async def write_verify_through_the_host(dut):
 
 @cocotb.test(expect_fail=True)
 async def checker_catches_wrong_weight(dut):
-    """Testpoint chip_checker_negative: one weight off by one in one tile's macro fails the check."""
+    """Testpoint chip_checker_negative: one wrong weight in one tile's macro fails the block check."""
     tb = await make_chip_tb(dut)
     cfg = tb.config(max_count=127)
     await tb.configure(cfg)
     xy = tb.cores[-1]
     faulty = tb.weights[xy].copy()
-    faulty[0, 0] += 1
+    # Off by enough codes that input 7 moves neuron 0 by more than 2 Δ: at least 2 counts.
+    faulty[0, 0] += 2 * tb.macro_params.delta // cfg.in_range[1] + 1
     tb.responders[xy].load_weights(MacroState(faulty, tb.macro_params))
     x = np.zeros((1, cfg.n_in), dtype=int)
     x[0, 0] = cfg.in_range[1]

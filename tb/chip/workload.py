@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cimdv.model.exact import CoreConfig, ExactCore, MacroParams
+from cimdv.model.exact import ExactCore, MacroParams
 from cimdv.rtl.core.regs import PROG_KEY, register_map
 from cimdv.rtl.fpga.twin import MIN_T_READ, MVM_LATENCY, g_code_of
 from cimdv.rtl.host.protocol import Opcode, Status
 from cimdv.tb.chip.host import command, core, mvm_args, mvm_blocks, parse_response, rect, reduced_sums
-from cimdv.tb.vip.config import core_config_writes, decode_field, encode_fields
+from cimdv.tb.vip.config import core_config_writes, decode_field, default_config, encode_fields
 
 __all__ = [
     "BENCH_CHIP",
@@ -143,16 +143,7 @@ class ChipWorkload:
         shape = (self.core_rows, self.core_cols)
         self.weights = {xy: rng.integers(0, 1 << self.g_bits, shape) for xy in self.cores}
         self.models = {xy: ExactCore(w, self.macro) for xy, w in self.weights.items()}
-        self.cfg = CoreConfig(
-            rows=self.core_rows,
-            cols=self.core_cols,
-            backward=False,
-            signed=True,
-            in_bits=4,
-            out_bits=8,
-            pulse_mult=1,
-            max_count=127,
-        )
+        self.cfg = default_config(self.core_rows, self.core_cols)
         # The twin computes one row per cycle within SAMPLE + INTEGRATE (MacroTwin.min_sample_integ).
         self.timing = {
             "T_INIT": 1,

@@ -21,14 +21,14 @@ from cocotb.clock import Clock
 from cocotb.simtime import convert
 from cocotb.triggers import Event, FallingEdge, RisingEdge, SimTimeoutError, with_timeout
 
-from cimdv.model.exact import CoreConfig, ExactCore, MacroOp, MacroParams, MacroState, run_sequence
+from cimdv.model.exact import ExactCore, MacroOp, MacroParams, MacroState, run_sequence
 from cimdv.model.physical import PhysicalCore, PhysicalMacroState
 from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import ArrayDevice, ProgOp
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
 from cimdv.rtl.core.regs import PROG_KEY, PROG_TIMING, ErrorBit, register_map
 from cimdv.tb.scoreboard import InOrderScoreboard
-from cimdv.tb.vip.config import config_writes, decode_prog_result, prog_settings_writes
+from cimdv.tb.vip.config import config_writes, decode_prog_result, default_config, prog_settings_writes
 from cimdv.tb.vip.csr import CsrMaster
 from cimdv.tb.vip.macro import MacroContractChecker, MacroResponder
 from cimdv.tb.vip.program import ProgramContractChecker, ProgramMonitor, ProgramResponder, ProgramScoreboard
@@ -213,19 +213,7 @@ class CoreTb:
 
     def config(self, **overrides):
         """A legal CoreConfig for this geometry with the given fields changed."""
-        fields = dict(
-            rows=self.rows,
-            cols=self.cols,
-            backward=False,
-            signed=True,
-            in_bits=4,
-            out_bits=8,
-            pulse_mult=1,
-            max_count=127,
-            pulse_bits=self.pulse_bits,
-        )
-        fields.update(overrides)
-        return CoreConfig(**fields)
+        return default_config(self.rows, self.cols, **({"pulse_bits": self.pulse_bits} | overrides))
 
     async def configure(self, cfg, *, timing=None, batch=1, watchdog=100_000):
         """Write every configuration register for ``cfg`` (a legal CoreConfig)."""
@@ -255,38 +243,11 @@ class CoreTb:
             MacroOp.NOISE: self.timing["T_NOISE"],
         }
 
-    async def write_config(
-        self,
-        *,
-        backward,
-        signed,
-        in_bits,
-        out_bits,
-        pulse_mult,
-        max_count,
-        noise_pulses=0,
-        line_modes=None,
-        out_mask=None,
-        timing=None,
-        batch=1,
-        watchdog=100_000,
-    ):
-        """Write raw configuration values (may be illegal: used by the refusal tests)."""
+    async def write_config(self, *, timing=None, **fields):
+        """Write raw configuration values (``config_writes`` fields; may be illegal: the refusal
+        tests use that)."""
         writes = config_writes(
-            self.regmap,
-            lines=self.lines,
-            backward=backward,
-            signed=signed,
-            in_bits=in_bits,
-            out_bits=out_bits,
-            pulse_mult=pulse_mult,
-            max_count=max_count,
-            noise_pulses=noise_pulses,
-            line_modes=line_modes,
-            out_mask=out_mask,
-            timing=FAST_TIMING if timing is None else timing,
-            batch=batch,
-            watchdog=watchdog,
+            self.regmap, lines=self.lines, timing=FAST_TIMING if timing is None else timing, **fields
         )
         for name, value in writes:
             await self.csr.write(name, value)

@@ -6,6 +6,7 @@ host commands of the chip bench (one CSR_WRITE per register).
 
 import contextlib
 
+from cimdv.model.exact import CoreConfig
 from cimdv.model.writeverify import Outcome
 from cimdv.rtl.core.regs import LINES_PER_WORD, NEURONS_PER_WORD
 
@@ -18,6 +19,7 @@ PROG_FIELDS = {
 }
 
 __all__ = [
+    "default_config",
     "encode_fields",
     "decode_field",
     "config_writes",
@@ -25,6 +27,13 @@ __all__ = [
     "prog_settings_writes",
     "decode_prog_result",
 ]
+
+
+def default_config(rows, cols, **overrides):
+    """The benches' default legal :class:`~cimdv.model.exact.CoreConfig` for a ``rows`` x ``cols``
+    core (forward, signed 4-bit inputs, 8-bit outputs, MAX_COUNT 127), with ``overrides``."""
+    fields = dict(rows=rows, cols=cols, backward=False, signed=True, in_bits=4, out_bits=8, pulse_mult=1, max_count=127)
+    return CoreConfig(**(fields | overrides))
 
 
 def encode_fields(regmap, reg, **fields):
