@@ -14,6 +14,7 @@ from ..common.csr import CsrBank, CsrSignature, port_name
 from .encoder import PhaseEncoder
 from .layouts import (
     COUNT_BITS,
+    INPUT_ELEM,
     MAX_IN_BITS,
     CoreState,
     LineMode,
@@ -82,10 +83,13 @@ class CimCore(wiring.Component):
     Timing
     ------
     A start is accepted on the cycle it is seen (``busy`` rises on the next cycle).
-    Per vector: input beats at one per cycle, then ``T_INIT`` + for every bit ``b`` and
-    both phases ``PULSE_MULT * 2**b * (T_SAMPLE + T_INTEG)`` + ``NOISE_PULSES`` noise
-    pulses + ``T_COMPARE`` + ``steps * (T_DECR + T_COMPARE)`` cycles, then one output
-    beat per cycle while ``outputs.ready`` is high. Every wait on a stream is bounded by
+    Per vector: input beats at one per cycle, one more LOAD cycle after the final beat
+    (``inputs.ready`` low) in which the range of the whole vector is decided (a vector
+    with an element out of range is refused there: ``INPUT_RANGE``, then FINISH), then
+    ``T_INIT`` + for every bit ``b`` and both phases ``PULSE_MULT * 2**b * (T_SAMPLE +
+    T_INTEG)`` + ``NOISE_PULSES`` noise pulses + ``T_COMPARE`` + ``steps * (T_DECR +
+    T_COMPARE)`` cycles (``LAST_CYCLES`` counts from INIT), then one output beat per
+    cycle while ``outputs.ready`` is high. Every wait on a stream is bounded by
     ``WATCHDOG`` cycles. A write-verify command is accepted like a start (``busy`` on the
     next cycle) and takes the sequencer's time (:class:`WriteVerify`, bounded by its
     operation budget) plus one FINISH cycle.
@@ -183,12 +187,14 @@ class CimCore(wiring.Component):
         cfg_err[ErrorBit.IN_BITS] = (in_bits == 0) | (in_bits > MAX_IN_BITS) | (signed_in & (in_bits < 2))
         cfg_err[ErrorBit.OUT_BITS] = (out_bits == 0) | (out_bits > COUNT_BITS + 1)
         cfg_err[ErrorBit.PULSE_MULT] = pulse_mult == 0
-        pulses_max = Signal(8 + MAX_IN_BITS)
-        m.d.comb += pulses_max.eq(pulse_mult << (nmag - 1)[:3])
-        cfg_err[ErrorBit.PULSE_OVF] = ~cfg_err[ErrorBit.IN_BITS] & (pulses_max > (1 << self.pulse_bits) - 1)
-        count_limit = Signal(COUNT_BITS + 1)
-        m.d.comb += count_limit.eq((Const(1, COUNT_BITS + 1) << (out_bits - 1)[:3]) - 1)
-        cfg_err[ErrorBit.MAX_COUNT] = ~cfg_err[ErrorBit.OUT_BITS] & (max_count > count_limit)
+        # PULSE_OVF: PULSE_MULT * 2**(nmag - 1) > 2**pulse_bits - 1, i.e. PULSE_MULT >> (pulse_bits
+        # - (nmag - 1)) is non-zero; MAX_COUNT: MAX_COUNT > 2**(OUT_BITS - 1) - 1, i.e. MAX_COUNT >>
+        # (OUT_BITS - 1) is non-zero. Both as the OR of a fixed slice per shift, selected by the
+        # shift: no shifter and comparator in front of the START decision.
+        pulse_ovf = Cat(*(pulse_mult[max(self.pulse_bits - sh, 0) :].any() for sh in range(8)))
+        cfg_err[ErrorBit.PULSE_OVF] = ~cfg_err[ErrorBit.IN_BITS] & pulse_ovf.bit_select((nmag - 1)[:3], 1)
+        count_ovf = Cat(*(max_count[sh:].any() for sh in range(8)))
+        cfg_err[ErrorBit.MAX_COUNT] = ~cfg_err[ErrorBit.OUT_BITS] & count_ovf.bit_select((out_bits - 1)[:3], 1)
         cfg_err[ErrorBit.TIMING] = Cat(*(t == 0 for t in timing.values()), watchdog == 0).any()
         cfg_err[ErrorBit.BATCH] = batch == 0
         reserved = Signal(lines)
@@ -201,6 +207,17 @@ class CimCore(wiring.Component):
 
         # ---- controller state -------------------------------------------------------------
         state = Signal(CoreState)
+
+        # Derived values a run uses, registered while IDLE: the configuration cannot change
+        # while busy (CONFIG_BUSY), so they hold the START cycle's values for the whole run and
+        # keep MODE's arithmetic out of the per-beat and per-pulse paths (the START checks
+        # above still use the live registers).
+        run_nmag = Signal(4)
+        in_lo = Signal(INPUT_ELEM)  # legal input range: -mag_max (signed) or 0 .. mag_max
+        in_hi = Signal(INPUT_ELEM)
+        with m.If(state == CoreState.IDLE):
+            m.d.sync += [run_nmag.eq(nmag), in_lo.eq(Mux(signed_in, -mag_max, 0)), in_hi.eq(mag_max)]
+
         timer = Signal(16)
         timer_done = timer == 0
         bit = Signal(3)
@@ -213,8 +230,13 @@ class CimCore(wiring.Component):
         in_beat = Signal(range(_ceil_div(lines, lanes)))
         out_beat = Signal(range(_ceil_div(lines, lanes)))
         range_seen = Signal()
+        range_check = Signal()  # LOAD: the final beat is in; decide INPUT_RANGE this cycle
         vec = Signal(16)
-        wd = Signal(32)
+        # Watchdog of the stream waits, counting down: ``wd_left`` idle cycles may still pass
+        # before the one that times out, and ``wd_expire`` (``wd_left == 0``, kept registered)
+        # marks that one, so no 32-bit compare sits in front of the next-state logic.
+        wd_left = Signal(32)
+        wd_expire = Signal()
         cycles = Signal(32)
         vectors = Signal(32)
         last_cycles = Signal(32)
@@ -266,10 +288,30 @@ class CimCore(wiring.Component):
         def finish():
             m.d.sync += go(CoreState.FINISH)
 
+        def wd_reload():
+            return [wd_left.eq(watchdog - 1), wd_expire.eq(watchdog == 1)]
+
+        def wd_idle(timeout_bit):
+            # A cycle of a stream wait without a transfer: the WATCHDOG-th in a row ends the run.
+            with m.If(wd_expire):
+                m.d.comb += err_set[timeout_bit].eq(1)
+                finish()
+            with m.Else():
+                m.d.sync += [wd_left.eq(wd_left - 1), wd_expire.eq(wd_left == 1)]
+
         with m.If(~timer_done):
             m.d.sync += timer.eq(timer - 1)
         with m.If((state != CoreState.IDLE) & (state != CoreState.LOAD) & (state != CoreState.DRAIN)):
             m.d.sync += cycles.eq(cycles + 1)
+        # The stream counters only count in the states that wait on a stream and are cleared in
+        # every other one, so the late decision that enters OUTPUT (the early stop, from the
+        # comparators) does not have to reach them.
+        with m.If((state != CoreState.LOAD) & (state != CoreState.DRAIN) & (state != CoreState.OUTPUT)):
+            m.d.sync += [*wd_reload(), out_beat.eq(0)]
+        # Likewise the run's counters are cleared on every IDLE cycle rather than by the START
+        # decision, which then only reaches the state and the visible flags.
+        with m.If(state == CoreState.IDLE):
+            m.d.sync += [vec.eq(0), in_beat.eq(0), range_seen.eq(0), range_check.eq(0)]
 
         start_req = self.start | regs.ctrl[0]
         abort_req = regs.ctrl[1]
@@ -301,8 +343,10 @@ class CimCore(wiring.Component):
             m.d.comb += getattr(settings, member).eq(field(reg, name))
         # A programming start is refused while locked (PROG_LOCKED), while anything runs or an
         # error is pending (START_BUSY; an MVM start in the same cycle wins), and with an
-        # illegal cell or setting. Only an accepted start reaches the sequencer.
-        prog_blocked = (state != CoreState.IDLE) | start_req | regs.error.any()
+        # illegal cell or setting. Only an accepted start reaches the sequencer. The bus writes
+        # one register per cycle, so an MVM start in the same cycle can only be the `start`
+        # port (CTRL.start is left out: that keeps the bus decode short on this path).
+        prog_blocked = (state != CoreState.IDLE) | self.start | regs.error.any()
         with m.If(prog_start_req):
             with m.If(~unlocked):
                 m.d.comb += err_set[ErrorBit.PROG_LOCKED].eq(1)
@@ -320,17 +364,15 @@ class CimCore(wiring.Component):
         with m.If(wv.done):
             m.d.sync += prog_done_q.eq(1)
 
-        # Input beat capture and range check (used in LOAD).
+        # Input beat capture and range check (used in LOAD). A beat's range error is only
+        # accumulated into range_seen; the decision is taken the cycle after the final beat.
         beat = self.inputs.payload
         beat_range_err = Signal()
         range_errs = []
         for k in range(lanes):
             v = beat.elems[k]
             line = in_beat * lanes + k
-            bad = Mux(
-                signed_in, (v < -mag_max.as_signed()) | (v > mag_max.as_signed()), (v < 0) | (v > mag_max.as_signed())
-            )
-            range_errs.append(bad & (line < n_in))
+            range_errs.append(((v < in_lo) | (v > in_hi)) & (line < n_in))
         m.d.comb += beat_range_err.eq(Cat(*range_errs).any())
         is_final = in_beat == in_final
 
@@ -342,20 +384,22 @@ class CimCore(wiring.Component):
                     with m.Elif(config_bits.any()):
                         m.d.comb += err_set.eq(config_bits)
                     with m.Else():
-                        m.d.sync += go(CoreState.LOAD)
-                        m.d.sync += [
-                            vec.eq(0),
-                            in_beat.eq(0),
-                            range_seen.eq(0),
-                            wd.eq(0),
-                            done_q.eq(0),
-                            aborted_q.eq(0),
-                        ]
+                        m.d.sync += [go(CoreState.LOAD), done_q.eq(0), aborted_q.eq(0)]
 
             with m.Case(CoreState.LOAD):
-                m.d.comb += self.inputs.ready.eq(1)
-                with m.If(self.inputs.valid):
-                    m.d.sync += [wd.eq(0), in_beat.eq(in_beat + 1), range_seen.eq(range_seen | beat_range_err)]
+                m.d.comb += self.inputs.ready.eq(~range_check)
+                with m.If(range_check):
+                    # One cycle after the final beat (no beat accepted): range_seen covers
+                    # every beat of the vector.
+                    m.d.sync += range_check.eq(0)
+                    with m.If(range_seen):
+                        m.d.comb += err_set[ErrorBit.INPUT_RANGE].eq(1)
+                        finish()
+                    with m.Else():
+                        m.d.sync += go(CoreState.INIT, MacroOp.INIT, timing["T_INIT"])
+                        m.d.sync += cycles.eq(0)
+                with m.Elif(self.inputs.valid):
+                    m.d.sync += [*wd_reload(), in_beat.eq(in_beat + 1), range_seen.eq(range_seen | beat_range_err)]
                     for i in range(lines):
                         v = beat.elems[i % lanes]
                         with m.If(in_beat == i // lanes):
@@ -370,30 +414,19 @@ class CimCore(wiring.Component):
                         m.d.comb += err_set[ErrorBit.INPUT_LENGTH].eq(1)
                         m.d.sync += go(CoreState.DRAIN)
                     with m.Elif(is_final):
-                        with m.If(range_seen | beat_range_err):
-                            m.d.comb += err_set[ErrorBit.INPUT_RANGE].eq(1)
-                            finish()
-                        with m.Else():
-                            m.d.sync += go(CoreState.INIT, MacroOp.INIT, timing["T_INIT"])
-                            m.d.sync += cycles.eq(0)
+                        m.d.sync += range_check.eq(1)
                 with m.Else():
-                    m.d.sync += wd.eq(wd + 1)
-                    with m.If(wd + 1 >= watchdog):
-                        m.d.comb += err_set[ErrorBit.TIMEOUT_IN].eq(1)
-                        finish()
+                    wd_idle(ErrorBit.TIMEOUT_IN)
 
             with m.Case(CoreState.DRAIN):
                 # Resynchronise on the host's framing after a vector without `last`.
                 m.d.comb += self.inputs.ready.eq(1)
                 with m.If(self.inputs.valid):
-                    m.d.sync += wd.eq(0)
+                    m.d.sync += wd_reload()
                     with m.If(beat.last):
                         finish()
                 with m.Else():
-                    m.d.sync += wd.eq(wd + 1)
-                    with m.If(wd + 1 >= watchdog):
-                        m.d.comb += err_set[ErrorBit.TIMEOUT_IN].eq(1)
-                        finish()
+                    wd_idle(ErrorBit.TIMEOUT_IN)
 
             with m.Case(CoreState.INIT):
                 with m.If(timer_done):
@@ -413,7 +446,7 @@ class CimCore(wiring.Component):
                     with m.Elif(~phase_b):
                         m.d.sync += pulse.eq(0)
                         go_sample(bit, 1)
-                    with m.Elif(bit + 1 < nmag):
+                    with m.Elif(bit + 1 < run_nmag):
                         m.d.sync += pulse.eq(0)
                         go_sample(bit + 1, 0)
                     with m.Elif(noise_pulses != 0):
@@ -438,7 +471,7 @@ class CimCore(wiring.Component):
                     m.d.comb += neurons.sign_compare.eq(1)
                     m.d.sync += step.eq(0)
                     with m.If((max_count == 0) | neurons.none_active):
-                        m.d.sync += [go(CoreState.OUTPUT), out_beat.eq(0), wd.eq(0), last_steps.eq(0)]
+                        m.d.sync += [go(CoreState.OUTPUT), last_steps.eq(0)]
                     with m.Else():
                         m.d.sync += go(CoreState.DECREMENT, MacroOp.DECREMENT, timing["T_DECR"])
 
@@ -454,28 +487,26 @@ class CimCore(wiring.Component):
                         neurons.step.eq(step + 1),
                         neurons.last_step.eq(step + 1 == max_count),
                     ]
-                    m.d.sync += step.eq(step + 1)
+                    # The timer is loaded for a DECREMENT either way (OUTPUT does not use it).
+                    m.d.sync += [step.eq(step + 1), timer.eq(timing["T_DECR"] - 1)]
                     with m.If(last):
-                        m.d.sync += [go(CoreState.OUTPUT), out_beat.eq(0), wd.eq(0), last_steps.eq(step + 1)]
+                        m.d.sync += [go(CoreState.OUTPUT), last_steps.eq(step + 1)]
                     with m.Else():
-                        m.d.sync += go(CoreState.DECREMENT, MacroOp.DECREMENT, timing["T_DECR"])
+                        m.d.sync += go(CoreState.DECREMENT, MacroOp.DECREMENT)
 
             with m.Case(CoreState.OUTPUT):
                 m.d.comb += self.outputs.valid.eq(1)
                 with m.If(self.outputs.ready):
-                    m.d.sync += [wd.eq(0), out_beat.eq(out_beat + 1)]
+                    m.d.sync += [*wd_reload(), out_beat.eq(out_beat + 1)]
                     with m.If(out_beat == out_final):
                         m.d.sync += [vectors.eq(vectors + 1), last_cycles.eq(cycles + 1), vec.eq(vec + 1)]
                         with m.If(vec + 1 == batch):
                             finish()
                         with m.Else():
                             m.d.sync += go(CoreState.LOAD)
-                            m.d.sync += [in_beat.eq(0), range_seen.eq(0)]
+                            m.d.sync += [in_beat.eq(0), range_seen.eq(0), range_check.eq(0)]
                 with m.Else():
-                    m.d.sync += wd.eq(wd + 1)
-                    with m.If(wd + 1 >= watchdog):
-                        m.d.comb += err_set[ErrorBit.TIMEOUT_OUT].eq(1)
-                        finish()
+                    wd_idle(ErrorBit.TIMEOUT_OUT)
 
             with m.Case(CoreState.PROGRAM):
                 with m.If(wv.done):

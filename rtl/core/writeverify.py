@@ -11,7 +11,7 @@ Ref: docs/architecture.md (the sequencer and its states), docs/analog-boundary.m
 programming port), docs/register-map.md (``PROG_*``, ``T_PULSE``, ``T_READ``).
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -150,9 +150,13 @@ class WriteVerify(wiring.Component):
         reset_pulses = Signal(PROG_COUNT_BITS)
         outcome = Signal(ProgOutcome, init=ProgOutcome.NONE)
 
-        # The window, without negative numbers: lo <= r  <=>  r + tol >= target.
-        above = reading >= s.target + s.tol
-        below = reading + s.tol < s.target
+        # The window's bounds hi = target + tol and lo = max(target - tol, 0) (lo <= r  <=>  r + tol
+        # >= target), registered on every idle cycle (the settings hold while busy) so that the
+        # decisions after a READ compare the reading with flops.
+        win_hi = Signal(G_CODE_BITS + 1)
+        win_lo = Signal(G_CODE_BITS)
+        above = reading >= win_hi
+        below = reading < win_lo
         in_window = ~above & ~below
         limit = s.pulse_limit
 
@@ -194,20 +198,23 @@ class WriteVerify(wiring.Component):
 
         with m.Switch(state):
             with m.Case(ProgState.IDLE):
+                # The internal working registers and the window are loaded on every idle cycle
+                # (the settings hold while busy), so an accepted start only reaches the state,
+                # the port and the results (which hold the previous command's until then).
+                m.d.sync += [ops.eq(0), loop.eq(_LOOP_RESET), amp.eq(s.reset_start), cnt_r.eq(0), cnt_s.eq(0)]
+                m.d.sync += [
+                    win_hi.eq(s.target + s.tol),
+                    win_lo.eq(Mux(s.target > s.tol, s.target - s.tol, 0)),
+                ]
                 with m.If(self.start & ~self.cell_error & ~self.setting_error):
                     m.d.sync += [
                         port.row.eq(self.row),
                         port.col.eq(self.col),
                         reading.eq(0),
                         iterations.eq(0),
-                        ops.eq(0),
                         set_pulses.eq(0),
                         reset_pulses.eq(0),
                         outcome.eq(ProgOutcome.NONE),
-                        loop.eq(_LOOP_RESET),
-                        amp.eq(s.reset_start),
-                        cnt_r.eq(0),
-                        cnt_s.eq(0),
                         state.eq(ProgState.ISSUE_READ),
                     ]
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from cimdv.model.encoding import config_errors
 from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
 from cimdv.rtl.core.core import CimCore
 from cimdv.rtl.core.layouts import MacroOp, input_beat_layout
@@ -160,6 +161,77 @@ def test_illegal_configuration_is_refused():
     )
     assert results == []
     assert status["error"] == 1 << ErrorBit.MAX_COUNT
+
+
+def start_errors(pulse_bits, modes):
+    """ERROR after a port START for each ``(signed, in_bits, out_bits, pulse_mult, max_count)``.
+
+    Each START comes on the cycle right after the last configuration write; an accepted one
+    is aborted at once, a refused one is cleared.
+    """
+    dut = CimCore(rows=4, cols=4, lanes=2, pulse_bits=pulse_bits)
+    regmap = dut.regmap
+    errors = []
+
+    async def bench(ctx):
+        async def write(name, value):
+            ctx.set(dut.csr.addr, regmap[name].addr)
+            ctx.set(dut.csr.w_data, value)
+            ctx.set(dut.csr.w_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.csr.w_stb, 0)
+
+        mode = regmap["MODE"]
+        for signed, in_bits, out_bits, pulse_mult, max_count in modes:
+            value = 0
+            fields = {"signed": signed, "in_bits": in_bits, "out_bits": out_bits, "pulse_mult": pulse_mult}
+            for name, v in fields.items():
+                value |= v << mode.field(name).offset
+            await write("MAX_COUNT", max_count)
+            await write("MODE", value)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            if ctx.get(dut.busy):
+                await write("CTRL", 0b10)  # abort
+                await ctx.tick().until(~dut.busy)
+            await ctx.tick()
+            ctx.set(dut.csr.addr, regmap["ERROR"].addr)
+            ctx.set(dut.csr.r_stb, 1)
+            await ctx.tick()
+            ctx.set(dut.csr.r_stb, 0)
+            error = ctx.get(dut.csr.r_data)
+            errors.append(error)
+            await write("ERROR", error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return errors
+
+
+@pytest.mark.parametrize("pulse_bits", [8, 5])
+def test_start_checks_match_the_model(pulse_bits):
+    """IN_BITS, PULSE_OVF, OUT_BITS, MAX_COUNT at START equal ``config_errors`` over a sweep."""
+    modes = [(s, i, 8, p, 127) for s in (0, 1) for i in range(16) for p in (0, 1, 2, 3, 5, 16, 31, 32, 127, 128, 255)]
+    modes += [(1, 4, o, 1, c) for o in range(16) for c in (0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63, 64, 127)]
+    want_names = ("IN_BITS", "OUT_BITS", "PULSE_MULT", "PULSE_OVF", "MAX_COUNT")
+    for mode, error in zip(modes, start_errors(pulse_bits, modes), strict=True):
+        signed, in_bits, out_bits, pulse_mult, max_count = mode
+        want = config_errors(
+            rows=4,
+            cols=4,
+            signed=signed,
+            in_bits=in_bits,
+            out_bits=out_bits,
+            pulse_mult=pulse_mult,
+            max_count=max_count,
+            pulse_bits=pulse_bits,
+        )
+        got = {name for name in want_names if error >> getattr(ErrorBit, name) & 1}
+        assert error & ~sum(1 << getattr(ErrorBit, name) for name in want_names) == 0, f"{mode}: ERROR 0x{error:x}"
+        assert got == set(want), f"{mode}: ERROR {sorted(got)}, model {sorted(want)}"
 
 
 @pytest.mark.parametrize(
