@@ -53,6 +53,9 @@ class Chip(wiring.Component):
         refused packet does so before the bridge gives up.
     depth : int
         Flits per router input FIFO.
+    crc_step_bits, shared_crc : int, bool
+        The host bridge's CRC area options (:class:`HostBridge`): default a word per cycle
+        and two CRC units.
     tile_module : str or None
         With a name (default ``"chip_tile"``), the tiles are instances of one Verilog module
         of that name, emitted once by :meth:`verilog_modules`, so a 48-tile chip's Verilog
@@ -74,6 +77,8 @@ class Chip(wiring.Component):
     noc_drops : :py:`Out(16)`
         Packets the two meshes dropped (misroutes and unroutable headers; saturating). The
         chip's own traffic never causes one: a non-zero value is a design error.
+    noc_dropped : :py:`Out(1)`
+        ``noc_drops != 0``, without the adder (for an LED).
 
     Timing
     ------
@@ -93,6 +98,8 @@ class Chip(wiring.Component):
         watchdog=1 << 20,
         tile_watchdog=1 << 16,
         depth=2,
+        crc_step_bits=32,
+        shared_crc=False,
         tile_module="chip_tile",
     ):
         _check_int("cols", cols, 1, 15)
@@ -105,7 +112,14 @@ class Chip(wiring.Component):
         self.tile_module = tile_module
         self.tile_params = dict(rows=core_rows, cols=core_cols, pulse_bits=pulse_bits, watchdog=tile_watchdog)
         self.bridge = HostBridge(
-            cols=cols, rows=rows, core_rows=core_rows, core_cols=core_cols, capacity=capacity, watchdog=watchdog
+            cols=cols,
+            rows=rows,
+            core_rows=core_rows,
+            core_cols=core_cols,
+            capacity=capacity,
+            watchdog=watchdog,
+            crc_step_bits=crc_step_bits,
+            shared_crc=shared_crc,
         )
         self.req_net = Mesh(cols=cols, rows=rows, order="xy", depth=depth, edge_ports=(("W", 0),))
         self.rsp_net = Mesh(cols=cols, rows=rows, order="yx", depth=depth, edge_ports=(("W", 0),))
@@ -126,7 +140,14 @@ class Chip(wiring.Component):
                 if "prog" in tile_members:
                     members[tile_member("prog", x, y)] = Out(tile_members["prog"].signature)
         n = cols * rows
-        members |= {"busy": Out(n), "error": Out(n), "timeouts": Out(16), "stale": Out(16), "noc_drops": Out(16)}
+        members |= {
+            "busy": Out(n),
+            "error": Out(n),
+            "timeouts": Out(16),
+            "stale": Out(16),
+            "noc_drops": Out(16),
+            "noc_dropped": Out(1),
+        }
         super().__init__(members)
 
     def verilog_modules(self):
@@ -182,4 +203,6 @@ class Chip(wiring.Component):
         m.d.comb += drops.eq(req_net.misroutes + req_net.errors + rsp_net.misroutes + rsp_net.errors)
         limit = (1 << COUNTER_BITS) - 1
         m.d.comb += self.noc_drops.eq(Mux(drops > limit, limit, drops))
+        counters = (req_net.misroutes, req_net.errors, rsp_net.misroutes, rsp_net.errors)
+        m.d.comb += self.noc_dropped.eq(Cat(*counters).any())
         return m

@@ -73,6 +73,8 @@ class TwinChip(wiring.Component):
         capacity=256,
         watchdog=1 << 22,
         tile_watchdog=1 << 20,
+        crc_step_bits=32,
+        shared_crc=False,
     ):
         for name, value, lo, hi in (
             ("twin_delta", twin_delta, 1, (1 << 15) - 1),
@@ -91,6 +93,8 @@ class TwinChip(wiring.Component):
             capacity=capacity,
             watchdog=watchdog,
             tile_watchdog=tile_watchdog,
+            crc_step_bits=crc_step_bits,
+            shared_crc=shared_crc,
             tile_module=None,
         )
         self.twins = {
@@ -126,7 +130,7 @@ class TwinChip(wiring.Component):
             self.error.eq(chip.error.any()),
             self.twin_overrun.eq(Cat(*overrun).any()),
             self.twin_error.eq(Cat(*drive_error).any()),
-            self.alarm.eq((chip.timeouts != 0) | (chip.noc_drops != 0)),
+            self.alarm.eq((chip.timeouts != 0) | chip.noc_dropped),
         ]
         return m
 
@@ -178,6 +182,8 @@ class FpgaTop(wiring.Component):
         capacity=256,
         watchdog=1 << 22,
         tile_watchdog=1 << 20,
+        crc_step_bits=4,
+        shared_crc=True,
         clk_mhz=50.0,
         baud=115_200,
         pll=True,
@@ -200,6 +206,8 @@ class FpgaTop(wiring.Component):
             capacity=capacity,
             watchdog=watchdog,
             tile_watchdog=tile_watchdog,
+            crc_step_bits=crc_step_bits,
+            shared_crc=shared_crc,
         )
         members = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1), "led": Out(8)}
         if pll:

@@ -216,7 +216,9 @@ class MacroTwin(wiring.Component):
         gmax = (1 << gb) - 1
 
         # ---- the conductance codes: one RAM word per row, one g_bits lane per column --------
-        m.submodules.codes = codes = Memory(shape=unsigned(cols * gb), depth=rows, init=[])
+        # A programming write happens while no MVM runs (else `busy_overrun`) and the read of
+        # that cycle is never used, so no read-write collision logic is needed (`no_rw_check`).
+        m.submodules.codes = codes = Memory(shape=unsigned(cols * gb), depth=rows, init=[], attrs={"no_rw_check": 1})
         rd = codes.read_port()
         wr = codes.write_port(granularity=gb)
 

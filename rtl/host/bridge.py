@@ -1,13 +1,16 @@
 """The host bridge: host commands in, NoC packets out, responses back (docs/host-protocol.md)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..chip.layouts import TILE_LANES, ErrorPayload, OutputFlit, TileError
+from ..core.layouts import COUNT_BITS
 from ..noc.layouts import EDGE, Header, PacketKind, flit_layout, pack_header
-from .crc import Crc32
+from .crc import CRC_STEP_BITS, Crc32
 from .protocol import CommandHeader, MvmFlags, Opcode, Rect, ReducedSum, Status
 from .receiver import CommandReceiver
 
@@ -17,10 +20,28 @@ __all__ = ["HostBridge", "BRIDGE_ID", "MVM_FIXED_ARGS"]
 BRIDGE_ID = 0xC1A0_0001
 #: MVM's arguments before its input words: rect, flags, out_elems.
 MVM_FIXED_ARGS = 3
+#: Largest ``vectors`` of an MVM (an 8-bit field).
+MAX_VECTORS = 255
 
 
 def _ceil_div(a, b):
     return -(-a // b)
+
+
+def _low(value, bits):
+    """The ``bits`` low bits of ``value`` (a 1-bit zero when ``bits`` is 0: a one-wide axis)."""
+    return value[:bits] if bits else Const(0, 1)
+
+
+def _within(value, lo, hi, bits):
+    """``lo <= value <= hi`` for a coordinate whose axis needs ``bits`` bits (``value == 0`` when 0)."""
+    return (value == 0) if bits == 0 else (value >= lo) & (value <= hi)
+
+
+def _count_bits(bound):
+    """Width of a word count that is at most ``bound``: 17 bits (a sticky flag catches a count
+    above 0xFFFF) unless ``bound`` fits 16 bits."""
+    return min(17, max(1, bound.bit_length()))
 
 
 class HostBridge(wiring.Component):
@@ -62,6 +83,15 @@ class HostBridge(wiring.Component):
         Argument words of the command buffer (an MVM's inputs must fit).
     watchdog : int
         Cycles any wait may last.
+    crc_step_bits : int
+        Bits the CRC units fold per cycle (:class:`Crc32`, one of 1, 2, 4, 8, 16, 32). Below
+        32 (an area option for the FPGA, whose host words arrive thousands of cycles apart)
+        the host port takes and gives one word every ``32 / crc_step_bits`` cycles.
+    shared_crc : bool
+        One CRC unit for the commands and the responses instead of two (an area option).
+        The receiver then takes no word of the next command until this command's response
+        has left (its CRC word included): correct for a host that waits for every response
+        before it sends the next command, as docs/host-protocol.md requires.
 
     Members
     -------
@@ -78,12 +108,15 @@ class HostBridge(wiring.Component):
 
     Timing
     ------
-    One word or flit per cycle on every port; a command is acted on once its CRC word is
-    in. MVM spends ``ceil(elems/3) + ceil(out_elems/3) + rect size + vectors + 4`` cycles
+    One word or flit per cycle on every port (a host word every ``32 / crc_step_bits``
+    cycles); a command is acted on once its CRC word is in. MVM spends
+    ``ceil(elems/3) + ceil(out_elems/3) + rect size + vectors + 4`` cycles
     checking its length (adders only, no multiplier) before the first packet.
     """
 
-    def __init__(self, *, cols, rows, core_rows, core_cols, capacity=256, watchdog=1 << 20):
+    def __init__(
+        self, *, cols, rows, core_rows, core_cols, capacity=256, watchdog=1 << 20, crc_step_bits=32, shared_crc=False
+    ):
         for name, value, lo, hi in (
             ("cols", cols, 1, EDGE),
             ("rows", rows, 1, EDGE),
@@ -99,9 +132,24 @@ class HostBridge(wiring.Component):
         self.cols, self.rows = cols, rows
         self.core_rows, self.core_cols = core_rows, core_cols
         self.lines = max(core_rows, core_cols)
+        # Bounds of the MVM counts for this chip: every counter is only as wide as they need.
+        cores = cols * rows
+        w_max = _ceil_div(self.lines, TILE_LANES)
+        self._pkts_max = MAX_VECTORS * cores  # packets one command can expect
+        self._step_in_max = cores * w_max  # input words per batch step
+        self._step_rsp_max = cores * (1 + w_max)  # response words per batch step
+        self._sum_bits = (cores * ((1 << COUNT_BITS) - 1)).bit_length() + 1  # a reduced sum, signed
         self.capacity = capacity
         self.watchdog = watchdog
-        self.receiver = CommandReceiver(capacity=capacity, watchdog=watchdog)
+        if crc_step_bits not in CRC_STEP_BITS:
+            choices = ", ".join(map(str, CRC_STEP_BITS))
+            raise ValueError(f"crc_step_bits must be one of {choices}, not {crc_step_bits!r}")
+        if not isinstance(shared_crc, bool):
+            raise TypeError(f"shared_crc must be a bool, not {shared_crc!r}")
+        self.crc_step_bits, self.shared_crc = crc_step_bits, shared_crc
+        self.receiver = CommandReceiver(
+            capacity=capacity, watchdog=watchdog, crc_step_bits=crc_step_bits, shared_crc=shared_crc
+        )
         super().__init__(
             {
                 "host_in": In(stream.Signature(32)),
@@ -116,23 +164,38 @@ class HostBridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.receiver = rx = self.receiver
-        m.submodules.crc = crc = Crc32()
+        m.submodules.crc = crc = Crc32(step_bits=self.crc_step_bits)
         wiring.connect(m, wiring.flipped(self.host_in), rx.words)
 
-        out, req, rsp = self.host_out, self.req, self.rsp
-        hdr = Signal(CommandHeader)
+        # `out` is the response stream as the FSMs see it; a serial CRC holds each word back
+        # from the host port until the previous one is folded.
+        req, rsp = self.req, self.rsp
+        out = stream.Signature(32).create(path=("out",))
+        m.d.comb += [
+            self.host_out.payload.eq(out.payload),
+            self.host_out.valid.eq(out.valid & ~crc.busy),
+            out.ready.eq(self.host_out.ready & ~crc.busy),
+        ]
+        # A shared CRC holds the receiver until this command's response has left, so its header
+        # register stays valid; otherwise the bridge keeps its own copy.
+        hdr = rx.cmd.payload.header if self.shared_crc else Signal(CommandHeader)
         status = Signal(Status)
-        args = [Signal(32, name=f"arg{i}") for i in range(3)]
+        # The first three argument words; of the first (rect or core) only the low half is
+        # kept, and whether its high half is zero.
+        args = [Signal(16, name="arg0"), Signal(32, name="arg1"), Signal(32, name="arg2")]
+        arg0_hi = Signal()
         arg_i = Signal(2)
-        rect = Rect(args[0])
+        rect = Rect(Cat(args[0], Const(0, 16)))
         flags = MvmFlags(args[1])
         out_elems = args[2]
-        acks = Signal(16)
+        # elems and out_elems once checked (at most `lines`).
+        elems_ok, out_elems_ok = flags.elems[: self.lines.bit_length()], out_elems[: self.lines.bit_length()]
+        acks = Signal(range(self._pkts_max + 1))
         status_or = Signal(32)
-        expected = Signal(16)
+        expected = Signal(range(self._pkts_max + 1))
         wd = Signal(range(self.watchdog + 1))
-        resp_len = Signal(16)
-        payload = [Signal(32, name=f"payload{i}") for i in range(3)]
+        resp_len = Signal(range(max(3, self.lines, min(0xFFFF, MAX_VECTORS * self._step_rsp_max)) + 1))
+        read_data = Signal(32)  # CSR_READ's answer
         sent = Signal(2)
         rsp_kind = Signal(PacketKind)
         timeouts = Signal(16)
@@ -145,10 +208,25 @@ class HostBridge(wiring.Component):
         def time_out():
             return [status.eq(Status.TIMEOUT), saturating_inc(timeouts)]
 
-        # Output words go through the response CRC.
+        # Output words go through the response CRC; a shared CRC folds the command's words while
+        # the bridge is idle (the receiver is held otherwise) and is cleared before and after
+        # each response.
         out_word = Signal(32)
-        m.d.comb += [out.payload.eq(out_word), crc.word.eq(out_word), crc.en.eq(out.valid & out.ready)]
-        resp_head = Cat(hdr.opcode, hdr.tag, resp_len)  # ResponseHeader
+        bridge_idle = Signal()
+        crc_clear = Signal()
+        m.d.comb += out.payload.eq(out_word)
+        if self.shared_crc:
+            m.d.comb += [
+                rx.hold.eq(~bridge_idle),
+                rx.crc_value.eq(crc.crc),
+                rx.crc_busy.eq(crc.busy),
+                crc.en.eq(rx.crc_en | (out.valid & out.ready)),
+                crc.word.eq(Mux(bridge_idle, rx.crc_word, out_word)),
+                crc.clear.eq(crc_clear),
+            ]
+        else:
+            m.d.comb += [crc.word.eq(out_word), crc.en.eq(out.valid & out.ready), crc.clear.eq(crc_clear | bridge_idle)]
+        resp_head = Cat(hdr.opcode, hdr.tag, resp_len.as_unsigned(), Const(0, 16 - len(resp_len)))  # ResponseHeader
 
         def emit(word, then):
             m.d.comb += [out.valid.eq(1), out_word.eq(word)]
@@ -174,8 +252,13 @@ class HostBridge(wiring.Component):
 
         in_grid = (rect.x0 <= rect.x1) & (rect.y0 <= rect.y1) & (rect.x1 < self.cols) & (rect.y1 < self.rows)
         core_x, core_y = args[0][0:4], args[0][4:8]
-        rect_w = Signal(4)
-        rect_h = Signal(4)
+        # Once checked, coordinates lie in the grid: only the grid's bits of them are used.
+        xb, yb = (self.cols - 1).bit_length(), (self.rows - 1).bit_length()
+        rect = SimpleNamespace(
+            x0=_low(rect.x0, xb), y0=_low(rect.y0, yb), x1=_low(rect.x1, xb), y1=_low(rect.y1, yb), xb=xb, yb=yb
+        )
+        rect_w = Signal(max(1, xb))
+        rect_h = Signal(max(1, yb))
         m.d.comb += [rect_w.eq(rect.x1 - rect.x0), rect_h.eq(rect.y1 - rect.y0)]
         # The request header: combinational from the registered destination and kind (the MVM
         # sender overrides the destination of per-core packets).
@@ -199,16 +282,17 @@ class HostBridge(wiring.Component):
         w_in3 = Signal(range(self.lines + 4))
         w_out = Signal(range(self.lines + 1))  # ceil(out_elems / 3): flits per output vector
         w_out3 = Signal(range(self.lines + 4))
-        n_cores = Signal(8)
+        n_cores = Signal(range(self.cols * self.rows + 1))
         # Word counts: any count above 0xFFFF cannot match a 16-bit length, so the sums are 17
-        # bits wide with a sticky "too big" flag (cores x (1 + 342) < 2**17 for the step).
-        step_in = Signal(17)  # input words per batch step
-        step_rsp = Signal(17)  # response words per batch step (non-reduced)
-        total_in = Signal(17)
-        total_rsp = Signal(17)
+        # bits wide with a sticky "too big" flag (cores x (1 + 342) < 2**17 for the step) when
+        # this chip can reach such counts; else they are as wide as their largest value.
+        step_in = Signal(_count_bits(self._step_in_max))  # input words per batch step
+        step_rsp = Signal(_count_bits(self._step_rsp_max))  # response words per batch step (non-reduced)
+        total_in = Signal(_count_bits(MAX_VECTORS * self._step_in_max))
+        total_rsp = Signal(_count_bits(MAX_VECTORS * self._step_rsp_max))
         big_in = Signal()
         big_rsp = Signal()
-        total_pkts = Signal(16)
+        total_pkts = Signal(range(self._pkts_max + 1))
         loop = Signal(8)
         mvm_go = Signal()
         mvm_abort = Signal()  # sticky: the MVM timed out
@@ -221,26 +305,30 @@ class HostBridge(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += crc.clear.eq(1)
+                m.d.comb += bridge_idle.eq(1)
                 # Between commands every response is late: drain it.
                 with m.If(~rx.cmd.valid):
                     m.d.comb += rsp.ready.eq(1)
                     with m.If(rsp_fire & ~rsp_mid):
                         m.d.sync += saturating_inc(stale)
                 with m.Else():  # released in CHECK, once the arguments are latched
-                    m.d.sync += [hdr.eq(rx.cmd.payload.header), status.eq(rx.cmd.payload.status), arg_i.eq(0)]
+                    m.d.sync += [status.eq(rx.cmd.payload.status), arg_i.eq(0)]
+                    if not self.shared_crc:
+                        m.d.sync += hdr.eq(rx.cmd.payload.header)
                     m.d.sync += [acks.eq(0), status_or.eq(0), resp_len.eq(0), wd.eq(0), sent.eq(0)]
-                    m.d.sync += [p.eq(0) for p in payload]
+                    m.d.sync += read_data.eq(0)
                     m.next = "ARGS"
 
             with m.State("ARGS"):
                 # Latch the first three argument words (read port: one cycle of latency).
-                m.d.comb += rx.arg_addr.eq(arg_i)
+                m.d.comb += [rx.arg_addr.eq(arg_i), crc_clear.eq(1)]
                 with m.If(arg_i != 0):
                     with m.Switch(arg_i):
                         for i in range(1, 3):
                             with m.Case(i):
                                 m.d.sync += args[i - 1].eq(rx.arg_data)
+                                if i == 1:
+                                    m.d.sync += arg0_hi.eq(rx.arg_data[16:] != 0)
                 m.d.sync += arg_i.eq(arg_i + 1)
                 with m.If(arg_i == 3):
                     m.d.sync += args[2].eq(rx.arg_data)
@@ -256,12 +344,7 @@ class HostBridge(wiring.Component):
                             with m.If(hdr.length != 0):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                             with m.Else():
-                                m.d.sync += [
-                                    resp_len.eq(3),
-                                    payload[0].eq(BRIDGE_ID),
-                                    payload[1].eq(self.cols | self.rows << 8),
-                                    payload[2].eq(self.core_rows | self.core_cols << 16),
-                                ]
+                                m.d.sync += resp_len.eq(3)
                             m.next = "HEADER"
                         with m.Case(Opcode.CSR_WRITE):
                             with m.If(hdr.length != 3):
@@ -285,15 +368,15 @@ class HostBridge(wiring.Component):
                             with m.If(hdr.length != 2):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                                 m.next = "HEADER"
-                            with m.Elif((core_x >= self.cols) | (core_y >= self.rows) | (args[0][8:] != 0)):
+                            with m.Elif((core_x >= self.cols) | (core_y >= self.rows) | (args[0][8:] != 0) | arg0_hi):
                                 m.d.sync += status.eq(Status.BAD_CORE)
                                 m.next = "HEADER"
                             with m.Else():
                                 m.d.sync += [
-                                    dst[0].eq(core_x),
-                                    dst[1].eq(core_y),
-                                    dst[2].eq(core_x),
-                                    dst[3].eq(core_y),
+                                    dst[0].eq(_low(core_x, xb)),
+                                    dst[1].eq(_low(core_y, yb)),
+                                    dst[2].eq(_low(core_x, xb)),
+                                    dst[3].eq(_low(core_y, yb)),
                                     req_kind.eq(PacketKind.CSR_READ),
                                     expected.eq(1),
                                     resp_len.eq(1),
@@ -312,7 +395,7 @@ class HostBridge(wiring.Component):
                             with m.If(hdr.length < MVM_FIXED_ARGS):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                                 m.next = "HEADER"
-                            with m.Elif(~in_grid | (args[0][16:] != 0)):
+                            with m.Elif(~in_grid | arg0_hi):
                                 m.d.sync += status.eq(Status.BAD_CORE)
                                 m.next = "HEADER"
                             with m.Elif(bad_arg):
@@ -335,8 +418,8 @@ class HostBridge(wiring.Component):
             # MVM length check, with adders: w = ceil(elems / 3) by counting in threes, then
             # the words of one batch step by adding over the cores, then over the vectors.
             with m.State("MEASURE_W"):
-                more_in = w_in3 < flags.elems
-                more_out = w_out3 < out_elems
+                more_in = w_in3 < elems_ok
+                more_out = w_out3 < out_elems_ok
                 with m.If(more_in):
                     m.d.sync += [w_in.eq(w_in + 1), w_in3.eq(w_in3 + TILE_LANES)]
                 with m.If(more_out):
@@ -370,11 +453,13 @@ class HostBridge(wiring.Component):
                 m.d.sync += [
                     total_in.eq(sum_in),
                     total_rsp.eq(sum_rsp),
-                    big_in.eq(big_in | (sum_in > 0xFFFF)),
-                    big_rsp.eq(big_rsp | (sum_rsp > 0xFFFF)),
                     total_pkts.eq(total_pkts + n_cores),
                     loop.eq(loop + 1),
                 ]
+                # Only a chip whose counts can pass 0xFFFF needs the flags (else they stay 0).
+                for big, count, value in ((big_in, total_in, sum_in), (big_rsp, total_rsp, sum_rsp)):
+                    if len(count) > 16:
+                        m.d.sync += big.eq(big | (value > 0xFFFF))
                 with m.If(loop + 1 == flags.vectors):
                     m.next = "MEASURE_CHECK"
 
@@ -390,7 +475,7 @@ class HostBridge(wiring.Component):
                     m.d.comb += rx.cmd.ready.eq(0)  # the inputs stay in the buffer
                     m.d.comb += mvm_go.eq(1)
                     m.d.sync += [
-                        resp_len.eq(Mux(flags.reduce, out_elems, total_rsp)),
+                        resp_len.eq(Mux(flags.reduce, out_elems_ok, total_rsp)),
                         expected.eq(total_pkts),
                         mvm_abort.eq(0),
                         mvm_core_err.eq(0),
@@ -455,7 +540,7 @@ class HostBridge(wiring.Component):
                         with m.Case(PacketKind.ACK):
                             m.d.sync += status_or.eq(status_or | rsp.payload.data)
                         with m.Case(PacketKind.READ_DATA):
-                            m.d.sync += payload[0].eq(rsp.payload.data)
+                            m.d.sync += read_data.eq(rsp.payload.data)
                         with m.Default():  # a tile's ERROR packet, or an OUTPUT with this tag
                             m.d.sync += status_or.eq(status_or | (1 << 31))
                     with m.If(rsp.payload.last):
@@ -472,8 +557,6 @@ class HostBridge(wiring.Component):
             # -- the response: header, payload, status, CRC (MVM's collector sends its own
             # header and payload) ------------------------------------------------------------
             with m.State("HEADER"):
-                with m.If(hdr.opcode == Opcode.CSR_WRITE):
-                    m.d.sync += [payload[0].eq(acks), payload[1].eq(status_or)]
                 m.d.sync += sent.eq(0)
                 emit(resp_head, "PAYLOAD")
 
@@ -481,10 +564,20 @@ class HostBridge(wiring.Component):
                 with m.If(sent == resp_len):
                     m.next = "STATUS"
                 with m.Else():
+                    # The payload: PING's constants, CSR_WRITE's [acks, status_or], CSR_READ's
+                    # [data] (zero after a timeout); other commands have none here.
+                    ping = hdr.opcode == Opcode.PING
+                    is_write = hdr.opcode == Opcode.CSR_WRITE
+                    geometry = [self.cols | self.rows << 8, self.core_rows | self.core_cols << 16]
+                    words = [
+                        Mux(ping, BRIDGE_ID, Mux(is_write, acks, read_data)),
+                        Mux(ping, geometry[0], status_or),
+                        geometry[1],
+                    ]
                     with m.Switch(sent):
                         for i in range(3):
                             with m.Case(i):
-                                m.d.comb += [out.valid.eq(1), out_word.eq(payload[i])]
+                                m.d.comb += [out.valid.eq(1), out_word.eq(words[i])]
                     with m.If(out.ready):
                         m.d.sync += sent.eq(sent + 1)
 
@@ -492,6 +585,7 @@ class HostBridge(wiring.Component):
                 emit(status.as_value(), "CRC")
 
             with m.State("CRC"):
+                m.d.comb += crc_clear.eq(out.ready)  # the shared CRC starts clear for the next command
                 emit(crc.crc, "IDLE")
 
         self._sender(
@@ -527,7 +621,7 @@ class HostBridge(wiring.Component):
         """START to the rectangle, then the input vectors from the command buffer."""
         ptr = Signal(range(self.capacity + 1))
         word = Signal(range(self.lines + 1))
-        cx, cy = Signal(4), Signal(4)
+        cx, cy = Signal(max(1, rect.xb)), Signal(max(1, rect.yb))
         vec = Signal(8)
         wd = Signal(range(self.watchdog + 1))
         fire = req.valid & req.ready
@@ -641,15 +735,20 @@ class HostBridge(wiring.Component):
         depth = _ceil_div(self.lines, TILE_LANES)
         banks = []
         for k in range(TILE_LANES):
-            mem = Memory(shape=ReducedSum, depth=depth, init=[])
+            # Only as wide as this chip's sums can be (the payload word sign-extends them); in
+            # block RAM where the toolchain has it. A read of the address being written is never
+            # used (ACC reads a flit's address one cycle before its write-back, and the next
+            # flit's after it), so no read-write collision logic is needed (`no_rw_check`).
+            acc_layout = data.StructLayout({"sum": signed(self._sum_bits), "sat": 1})
+            mem = Memory(shape=acc_layout, depth=depth, init=[], attrs={"ram_style": "block", "no_rw_check": 1})
             m.submodules[f"acc{k}"] = mem
             banks.append((mem.read_port(), mem.write_port()))
         rd_addr = Signal(range(depth))
         for rd, _ in banks:
             m.d.comb += rd.addr.eq(rd_addr)
 
-        received = Signal(16)
-        emitted = Signal(16)
+        received = Signal.like(expected)
+        emitted = Signal.like(resp_len)
         flit_i = Signal(range(depth + 2))
         lane = Signal(range(TILE_LANES))
         # Accumulate pipeline: the flit read in the previous cycle is written back now.
@@ -667,11 +766,8 @@ class HostBridge(wiring.Component):
                 wr.data.sat.eq(rd.data.sat | elem.sat),
             ]
 
-        src_in_rect = (
-            (rsp_head.src_x >= rect.x0)
-            & (rsp_head.src_x <= rect.x1)
-            & (rsp_head.src_y >= rect.y0)
-            & (rsp_head.src_y <= rect.y1)
+        src_in_rect = _within(rsp_head.src_x, rect.x0, rect.x1, rect.xb) & _within(
+            rsp_head.src_y, rect.y0, rect.y1, rect.yb
         )
         err = ErrorPayload(rsp.payload.data)
         all_in = snd_done & (received == expected)
@@ -812,7 +908,9 @@ class HostBridge(wiring.Component):
                 with m.Switch(lane):
                     for k, (rd, _) in enumerate(banks):
                         with m.Case(k):
-                            word_out(rd.data.as_value())
+                            total = Value.cast(rd.data.sum)  # a ReducedSum word: sign-extended, sat, pad
+                            sign = total[-1].replicate(ReducedSum.as_shape()["sum"].shape.width - len(total))
+                            word_out(Cat(total, sign, rd.data.sat, Const(0, 7)))
                 with m.If(out_fire):
                     m.d.sync += lane.eq(Mux(lane == TILE_LANES - 1, 0, lane + 1))
                     with m.If(step):

@@ -52,7 +52,7 @@ class SimPort:
 
 
 class ChipBench:
-    def __init__(self, seed=0, *, watchdog=3000, tile_watchdog=500):
+    def __init__(self, seed=0, *, watchdog=3000, tile_watchdog=500, **options):
         rng = np.random.default_rng(seed)
         self.rng = rng
         self.dut = Chip(
@@ -64,6 +64,7 @@ class ChipBench:
             watchdog=watchdog,
             tile_watchdog=tile_watchdog,
             tile_module=None,
+            **options,
         )
         self.regmap = self.dut.tiles[0, 0].core.regmap
         self.weights = {xy: rng.integers(0, 30, (CORE_ROWS, CORE_COLS)) for xy in CORES}
@@ -148,6 +149,30 @@ def test_split_layer_per_core_inputs_reduced_in_the_bridge():
     sums, sat = tb.run(script)
     want = sum(tb.models[xy].mvm(cfg, xs[0, i]).signed for i, xy in enumerate(CORES))
     want_sat = np.any([tb.models[xy].mvm(cfg, xs[0, i]).sat for i, xy in enumerate(CORES)], axis=0)
+    assert sums.tolist() == want.tolist() and sat.tolist() == want_sat.tolist()
+
+
+def test_fpga_area_options_serve_ping_mvm_and_reduction():
+    """The FPGA's bridge (one CRC shared by commands and responses, 4 bits a cycle): same answers."""
+    tb = ChipBench(seed=5, crc_step_bits=4, shared_crc=True)
+    cfg = tb.cfg()
+    xs = tb.rng.integers(-7, 8, (1, CORE_ROWS))
+    xr = tb.rng.integers(-7, 8, (1, len(CORES), CORE_ROWS))
+
+    async def script(client, ctx):
+        geometry = await client.ping()
+        await tb.configure(client, cfg)
+        blocks = await client.mvm(ALL, xs, out_elems=CORE_COLS)
+        reduced = await client.mvm(ALL, xr, out_elems=CORE_COLS, per_core=True, reduce=True)
+        return geometry, blocks, reduced
+
+    geometry, blocks, (sums, sat) = tb.run(script)
+    want_sat = np.any([tb.models[xy].mvm(cfg, xr[0, i]).sat for i, xy in enumerate(CORES)], axis=0)
+    assert geometry == (COLS, ROWS, CORE_ROWS, CORE_COLS)
+    assert sorted((b.x, b.y) for b in blocks) == sorted(CORES)
+    for b in blocks:
+        assert b.signed.tolist() == tb.models[b.x, b.y].mvm(cfg, xs[0]).signed.tolist()
+    want = sum(tb.models[xy].mvm(cfg, xr[0, i]).signed for i, xy in enumerate(CORES))
     assert sums.tolist() == want.tolist() and sat.tolist() == want_sat.tolist()
 
 
