@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..chip.layouts import TILE_LANES, ErrorPayload, OutputFlit, TileError
 from ..core.layouts import COUNT_BITS
+from ..noc.compare import ge_const, gt_const, lt_const
 from ..noc.layouts import EDGE, Header, PacketKind, flit_layout, pack_header
 from .crc import CRC_STEP_BITS, Crc32
 from .protocol import CommandHeader, MvmFlags, Opcode, Rect, ReducedSum, Status
@@ -180,22 +181,48 @@ class HostBridge(wiring.Component):
         # register stays valid; otherwise the bridge keeps its own copy.
         hdr = rx.cmd.payload.header if self.shared_crc else Signal(CommandHeader)
         status = Signal(Status)
-        # The first three argument words; of the first (rect or core) only the low half is
-        # kept, and whether its high half is zero.
-        args = [Signal(16, name="arg0"), Signal(32, name="arg1"), Signal(32, name="arg2")]
+        # What the checks and the MVM need of the first three argument words (CSR_WRITE's and
+        # CSR_READ's addr and data are sent from the command buffer): the low half of the first
+        # (rect or core) and whether its high half is zero; MVM's flags and out_elems as wide as
+        # a valid one, and whether they are valid.
+        arg0 = Signal(16)
         arg0_hi = Signal()
         arg_i = Signal(2)
-        rect = Rect(Cat(args[0], Const(0, 16)))
-        flags = MvmFlags(args[1])
-        out_elems = args[2]
-        # elems and out_elems once checked (at most `lines`).
-        elems_ok, out_elems_ok = flags.elems[: self.lines.bit_length()], out_elems[: self.lines.bit_length()]
+        rect = Rect(Cat(arg0, Const(0, 16)))
+        elem_bits = self.lines.bit_length()
+        flags = Signal(data.StructLayout({"reduce": 1, "per_core": 1, "vectors": 8, "elems": elem_bits}))
+        flags_bad = Signal()
+        out_elems = Signal(elem_bits)
+        out_elems_bad = Signal()
+
+        def load_arg(k, word):
+            """Latch argument word ``k`` (0..2) as the checks and the MVM need it."""
+            if k == 0:
+                return [arg0.eq(word[:16]), arg0_hi.eq(word[16:] != 0)]
+            if k == 1:
+                f = MvmFlags(word)
+                bad = (f["_pad0"] != 0) | (f.vectors == 0) | (f.elems == 0) | gt_const(f.elems, self.lines)
+                fields = [flags.reduce.eq(f.reduce), flags.per_core.eq(f.per_core), flags.vectors.eq(f.vectors)]
+                return [*fields, flags.elems.eq(f.elems), flags_bad.eq(bad)]
+            return [out_elems.eq(word), out_elems_bad.eq((word == 0) | gt_const(word, self.lines))]
+
         acks = Signal(range(self._pkts_max + 1))
-        status_or = Signal(32)
+        # CSR_WRITE: the OR of the ACKs' words (bit 31: a tile ERROR or a malformed answer);
+        # CSR_READ: the READ_DATA word, with `read_err` for anything else that came back.
+        collected = Signal(32)
+        read_err = Signal()
+        is_read = hdr.opcode == Opcode.CSR_READ
+
+        def fail_answer():
+            """A tile ERROR, an unexpected kind or a malformed answer to a CSR command."""
+            with m.If(is_read):
+                m.d.sync += read_err.eq(1)
+            with m.Else():
+                m.d.sync += collected.eq(collected | (1 << 31))
+
         expected = Signal(range(self._pkts_max + 1))
         wd = Signal(range(self.watchdog + 1))
         resp_len = Signal(range(max(3, self.lines, min(0xFFFF, MAX_VECTORS * self._step_rsp_max)) + 1))
-        read_data = Signal(32)  # CSR_READ's answer
         sent = Signal(2)
         rsp_kind = Signal(PacketKind)
         timeouts = Signal(16)
@@ -250,8 +277,10 @@ class HostBridge(wiring.Component):
             with m.If(~rsp_mid):
                 m.d.sync += saturating_inc(stale)
 
-        in_grid = (rect.x0 <= rect.x1) & (rect.y0 <= rect.y1) & (rect.x1 < self.cols) & (rect.y1 < self.rows)
-        core_x, core_y = args[0][0:4], args[0][4:8]
+        in_grid = (
+            (rect.x0 <= rect.x1) & (rect.y0 <= rect.y1) & lt_const(rect.x1, self.cols) & lt_const(rect.y1, self.rows)
+        )
+        core_x, core_y = arg0[0:4], arg0[4:8]
         # Once checked, coordinates lie in the grid: only the grid's bits of them are used.
         xb, yb = (self.cols - 1).bit_length(), (self.rows - 1).bit_length()
         rect = SimpleNamespace(
@@ -315,23 +344,18 @@ class HostBridge(wiring.Component):
                     m.d.sync += [status.eq(rx.cmd.payload.status), arg_i.eq(0)]
                     if not self.shared_crc:
                         m.d.sync += hdr.eq(rx.cmd.payload.header)
-                    m.d.sync += [acks.eq(0), status_or.eq(0), resp_len.eq(0), wd.eq(0), sent.eq(0)]
-                    m.d.sync += read_data.eq(0)
+                    m.d.sync += [acks.eq(0), collected.eq(0), read_err.eq(0), resp_len.eq(0), wd.eq(0), sent.eq(0)]
                     m.next = "ARGS"
 
             with m.State("ARGS"):
                 # Latch the first three argument words (read port: one cycle of latency).
                 m.d.comb += [rx.arg_addr.eq(arg_i), crc_clear.eq(1)]
-                with m.If(arg_i != 0):
-                    with m.Switch(arg_i):
-                        for i in range(1, 3):
-                            with m.Case(i):
-                                m.d.sync += args[i - 1].eq(rx.arg_data)
-                                if i == 1:
-                                    m.d.sync += arg0_hi.eq(rx.arg_data[16:] != 0)
+                with m.Switch(arg_i):
+                    for i in range(1, 4):
+                        with m.Case(i):
+                            m.d.sync += load_arg(i - 1, rx.arg_data)
                 m.d.sync += arg_i.eq(arg_i + 1)
                 with m.If(arg_i == 3):
-                    m.d.sync += args[2].eq(rx.arg_data)
                     m.next = "CHECK"
 
             with m.State("CHECK"):
@@ -363,12 +387,15 @@ class HostBridge(wiring.Component):
                                     expected.eq((rect_w + 1) * (rect_h + 1)),
                                     resp_len.eq(2),
                                 ]
+                                m.d.comb += rx.cmd.ready.eq(0)  # SEND takes addr and data from the buffer
                                 m.next = "SEND"
                         with m.Case(Opcode.CSR_READ):
                             with m.If(hdr.length != 2):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                                 m.next = "HEADER"
-                            with m.Elif((core_x >= self.cols) | (core_y >= self.rows) | (args[0][8:] != 0) | arg0_hi):
+                            with m.Elif(
+                                ge_const(core_x, self.cols) | ge_const(core_y, self.rows) | (arg0[8:] != 0) | arg0_hi
+                            ):
                                 m.d.sync += status.eq(Status.BAD_CORE)
                                 m.next = "HEADER"
                             with m.Else():
@@ -381,18 +408,11 @@ class HostBridge(wiring.Component):
                                     expected.eq(1),
                                     resp_len.eq(1),
                                 ]
+                                m.d.comb += rx.cmd.ready.eq(0)  # SEND takes addr from the buffer
                                 m.next = "SEND"
                         with m.Case(Opcode.MVM):
-                            bad_arg = (
-                                (flags["_pad0"] != 0)
-                                | (flags.vectors == 0)
-                                | (flags.elems == 0)
-                                | (flags.elems > self.lines)
-                                | (out_elems == 0)
-                                | (out_elems > self.lines)
-                                | (flags.reduce & (flags.vectors != 1))
-                            )
-                            with m.If(hdr.length < MVM_FIXED_ARGS):
+                            bad_arg = flags_bad | out_elems_bad | (flags.reduce & (flags.vectors != 1))
+                            with m.If(lt_const(hdr.length, MVM_FIXED_ARGS)):
                                 m.d.sync += status.eq(Status.BAD_LENGTH)
                                 m.next = "HEADER"
                             with m.Elif(~in_grid | arg0_hi):
@@ -418,8 +438,8 @@ class HostBridge(wiring.Component):
             # MVM length check, with adders: w = ceil(elems / 3) by counting in threes, then
             # the words of one batch step by adding over the cores, then over the vectors.
             with m.State("MEASURE_W"):
-                more_in = w_in3 < elems_ok
-                more_out = w_out3 < out_elems_ok
+                more_in = w_in3 < flags.elems
+                more_out = w_out3 < out_elems
                 with m.If(more_in):
                     m.d.sync += [w_in.eq(w_in + 1), w_in3.eq(w_in3 + TILE_LANES)]
                 with m.If(more_out):
@@ -475,7 +495,7 @@ class HostBridge(wiring.Component):
                     m.d.comb += rx.cmd.ready.eq(0)  # the inputs stay in the buffer
                     m.d.comb += mvm_go.eq(1)
                     m.d.sync += [
-                        resp_len.eq(Mux(flags.reduce, out_elems_ok, total_rsp)),
+                        resp_len.eq(Mux(flags.reduce, out_elems, total_rsp)),
                         expected.eq(total_pkts),
                         mvm_abort.eq(0),
                         mvm_core_err.eq(0),
@@ -498,27 +518,31 @@ class HostBridge(wiring.Component):
 
             with m.State("SEND"):
                 # [header] [addr] [data]: CSR_WRITE sends all three, CSR_READ ([core, addr])
-                # the first two.
-                is_read = req_kind == PacketKind.CSR_READ
-                words = [req_head, args[1], args[2]]
-                with m.Switch(sent):
-                    for i, w in enumerate(words):
-                        with m.Case(i):
-                            m.d.comb += req.payload.data.eq(w)
-                m.d.comb += [req.valid.eq(1), req.payload.last.eq(Mux(is_read, sent == 1, sent == 2))]
+                # the first two, addr and data straight from the command buffer (still held):
+                # the next word's address is presented as the current word goes.
+                read_req = req_kind == PacketKind.CSR_READ
+                m.d.comb += [
+                    rx.arg_addr.eq(Mux(req.ready, sent + 1, sent)),
+                    req.valid.eq(1),
+                    req.payload.data.eq(Mux(sent == 0, req_head, rx.arg_data)),
+                    req.payload.last.eq(Mux(read_req, sent == 1, sent == 2)),
+                ]
                 with m.If(req.ready):
                     m.d.sync += [sent.eq(sent + 1), wd.eq(0)]
                     with m.If(req.payload.last):
+                        m.d.comb += rx.cmd.ready.eq(1)
                         m.next = "COLLECT_HEAD"
                 with m.Else():
                     m.d.sync += wd.eq(wd + 1)
                     with m.If(wd == self.watchdog - 1):
+                        m.d.comb += rx.cmd.ready.eq(1)
                         m.d.sync += time_out()
                         m.next = "HEADER"
 
             with m.State("COLLECT_HEAD"):
                 with m.If(acks == expected):
-                    m.d.sync += status.eq(Mux(status_or != 0, Status.CORE_ERROR, Status.OK))
+                    failed = Mux(is_read, read_err, collected != 0)
+                    m.d.sync += status.eq(Mux(failed, Status.CORE_ERROR, Status.OK))
                     m.next = "HEADER"
                 with m.Elif(rsp.valid & (rsp_mid | ~rsp_current)):
                     drain_stale()
@@ -538,11 +562,15 @@ class HostBridge(wiring.Component):
                     m.d.sync += acks.eq(acks + 1)
                     with m.Switch(rsp_kind):
                         with m.Case(PacketKind.ACK):
-                            m.d.sync += status_or.eq(status_or | rsp.payload.data)
+                            with m.If(is_read):
+                                m.d.sync += read_err.eq(read_err | (rsp.payload.data != 0))
+                            with m.Else():
+                                m.d.sync += collected.eq(collected | rsp.payload.data)
                         with m.Case(PacketKind.READ_DATA):
-                            m.d.sync += read_data.eq(rsp.payload.data)
+                            with m.If(is_read):
+                                m.d.sync += collected.eq(rsp.payload.data)
                         with m.Default():  # a tile's ERROR packet, or an OUTPUT with this tag
-                            m.d.sync += status_or.eq(status_or | (1 << 31))
+                            fail_answer()
                     with m.If(rsp.payload.last):
                         m.next = "COLLECT_HEAD"
                     with m.Else():
@@ -551,7 +579,7 @@ class HostBridge(wiring.Component):
             with m.State("DRAIN"):
                 m.d.comb += rsp.ready.eq(1)
                 with m.If(rsp.valid & rsp.payload.last):
-                    m.d.sync += status_or.eq(status_or | (1 << 31))
+                    fail_answer()
                     m.next = "COLLECT_HEAD"
 
             # -- the response: header, payload, status, CRC (MVM's collector sends its own
@@ -570,8 +598,8 @@ class HostBridge(wiring.Component):
                     is_write = hdr.opcode == Opcode.CSR_WRITE
                     geometry = [self.cols | self.rows << 8, self.core_rows | self.core_cols << 16]
                     words = [
-                        Mux(ping, BRIDGE_ID, Mux(is_write, acks, read_data)),
-                        Mux(ping, geometry[0], status_or),
+                        Mux(ping, BRIDGE_ID, Mux(is_write, acks, collected)),
+                        Mux(ping, geometry[0], collected),
                         geometry[1],
                     ]
                     with m.Switch(sent):

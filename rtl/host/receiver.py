@@ -8,18 +8,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..noc.compare import gt_const, lt_const
 from .crc import Crc32
 from .protocol import CommandHeader, Status
 
 __all__ = ["CommandReceiver"]
-
-
-def _below(value, bound):
-    """``value < bound`` for a constant ``bound``: a zero test of the high bits when it is a
-    power of two (no carry chain)."""
-    if bound & (bound - 1) == 0:
-        return value[bound.bit_length() - 1 :] == 0
-    return value < bound
 
 
 class CommandReceiver(wiring.Component):
@@ -130,7 +123,7 @@ class CommandReceiver(wiring.Component):
                     m.d.sync += wd.eq(0)
                     with m.If(count == header.length):  # this word is the CRC
                         m.d.sync += status.eq(Status.OK)
-                        with m.If(header.length > self.capacity):
+                        with m.If(gt_const(header.length, self.capacity)):
                             m.d.sync += status.eq(Status.BAD_LENGTH)
                         with m.Elif(words.payload != crc_value):
                             m.d.sync += status.eq(Status.BAD_CRC)
@@ -138,7 +131,7 @@ class CommandReceiver(wiring.Component):
                     with m.Else():
                         m.d.comb += crc_en.eq(1)
                         m.d.sync += count.eq(count + 1)
-                        with m.If(_below(count, self.capacity)):
+                        with m.If(lt_const(count, self.capacity)):
                             m.d.comb += [wr.addr.eq(count), wr.data.eq(words.payload), wr.en.eq(1)]
                 with m.Elif(~words.valid):
                     m.d.sync += wd.eq(wd + 1)

@@ -4,7 +4,9 @@ Ref: docs/noc.md (topology, routing, deadlock freedom, arbitration, latency) and
 ``layouts.py`` (flit and header layouts).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,6 +39,45 @@ _STEP = {Port.N: (0, 1), Port.E: (1, 0), Port.S: (0, -1), Port.W: (-1, 0)}
 def coord_value(field):
     """The signed value of a 4-bit coordinate field: ``EDGE`` (15) reads as -1, anything else as itself."""
     return Cat(field, field == EDGE).as_signed()
+
+
+class _Coord:
+    """A header coordinate field for the routing function's comparisons. Against a constant
+    (this router's position, a leaf cell) the test is a function of the field's four bits, so
+    it is built as one (a single LUT) rather than a signed comparison (a carry chain);
+    against another field it is the signed comparison of :func:`coord_value`."""
+
+    def __init__(self, field):
+        self.field = field
+        self.value = coord_value(field)
+
+    def _test(self, pred):
+        codes = range(1 << len(self.field))
+        ok = [k for k in codes if pred(-1 if k == EDGE else k)]
+        if len(ok) == len(codes):
+            return Const(1, 1)
+        if not ok:
+            return Const(0, 1)
+        if len(ok) <= len(codes) // 2:
+            return Cat(self.field == k for k in ok).any()
+        return ~Cat(self.field == k for k in codes if k not in ok).any()
+
+    def _cmp(self, other, op):
+        if isinstance(other, _Coord):
+            return op(self.value, other.value)
+        return self._test(lambda v: op(v, other))
+
+    def __lt__(self, other):
+        return self._cmp(other, operator.lt)
+
+    def __le__(self, other):
+        return self._cmp(other, operator.le)
+
+    def __gt__(self, other):
+        return self._cmp(other, operator.gt)
+
+    def __ge__(self, other):
+        return self._cmp(other, operator.ge)
 
 
 def _check_int(name, value, lo, hi):
@@ -170,8 +211,8 @@ class Router(wiring.Component):
     def _route(self, m, port, hdr):
         """(request mask, misroute, error) of a header arriving on input ``port``, as comb signals."""
         x, y = self.x, self.y
-        x0, x1 = coord_value(hdr.x0), coord_value(hdr.x1)
-        y0, y1 = coord_value(hdr.y0), coord_value(hdr.y1)
+        x0, x1 = _Coord(hdr.x0), _Coord(hdr.x1)
+        y0, y1 = _Coord(hdr.y0), _Coord(hdr.y1)
         in_x = (x0 <= x) & (x <= x1)
         in_y = (y0 <= y) & (y <= y1)
         req = {p: Signal(name=f"req_{port.name}_{p.name}") for p in Port}
