@@ -217,7 +217,8 @@ class FpgaTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.twin_chip = core = self.core
-        m.submodules.uart = uart = UartBridge(divisor=self.divisor)
+        # The host bridge holds each response word until it is taken: no copy in the UART.
+        m.submodules.uart = uart = UartBridge(divisor=self.divisor, tx_buffered=False)
 
         lock = Signal()
         if self.pll:

@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..core.layouts import AMP_BITS, G_CODE_BITS, DriveCode, MacroOp, ProgOp
 from ..core.macro import MacroSignature, ProgramSignature
+from ..noc.compare import gt_const, lt_const
 
 __all__ = [
     "AMP_SET_THRESHOLD",
@@ -354,12 +355,14 @@ class MacroTwin(wiring.Component):
         cell = Signal(gb)
         m.d.comb += cell.eq(rd.data.word_select(pcol, gb))
         step = Signal(range(8))
-        m.d.comb += step.eq(Mux(pamp < AMP_SET_THRESHOLD, 0, 1 + ((pamp - AMP_SET_THRESHOLD) >> AMP_STEP_SHIFT)[:3]))
+        m.d.comb += step.eq(
+            Mux(lt_const(pamp, AMP_SET_THRESHOLD), 0, 1 + ((pamp - AMP_SET_THRESHOLD) >> AMP_STEP_SHIFT)[:3])
+        )
         up = Signal(gb + 1)
         down = Signal(signed(gb + 2))
         m.d.comb += [up.eq(cell + step), down.eq(cell - step)]
         new = Signal(gb)
-        m.d.comb += new.eq(Mux(pop == ProgOp.SET, Mux(up > gmax, gmax, up), Mux(down < 0, 0, down)))
+        m.d.comb += new.eq(Mux(pop == ProgOp.SET, Mux(gt_const(up, gmax), gmax, up), Mux(down[-1], 0, down)))
         with m.If(pv1 & ((pop == ProgOp.SET) | (pop == ProgOp.RESET))):
             m.d.comb += [
                 wr.addr.eq(prow),

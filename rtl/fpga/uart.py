@@ -278,6 +278,13 @@ class BytesToWords(wiring.Component):
 class WordsToBytes(wiring.Component):
     """Unpacks 32-bit words into a little-endian byte stream.
 
+    Parameters
+    ----------
+    buffered : bool
+        Copy each word into a register (default). Without the register (an area option) the
+        bytes are taken from ``words.payload`` itself, which the stream contract keeps stable
+        while it waits, and the word is taken with its last byte.
+
     Members
     -------
     words : :py:`In(stream.Signature(32))`
@@ -288,14 +295,28 @@ class WordsToBytes(wiring.Component):
     Timing
     ------
     A word is accepted when none is held or while the last byte of the held one is taken,
-    so a word stream leaves as an unbroken byte stream.
+    so a word stream leaves as an unbroken byte stream (unbuffered: with its last byte).
     """
 
-    def __init__(self):
+    def __init__(self, *, buffered=True):
+        if not isinstance(buffered, bool):
+            raise TypeError(f"buffered must be a bool, not {buffered!r}")
+        self.buffered = buffered
         super().__init__({"words": In(stream.Signature(32)), "bytes": Out(stream.Signature(8))})
 
     def elaborate(self, platform):
         m = Module()
+        if not self.buffered:
+            index = Signal(2)
+            taken = self.bytes.valid & self.bytes.ready
+            m.d.comb += [
+                self.bytes.valid.eq(self.words.valid),
+                self.bytes.payload.eq(self.words.payload.word_select(index, 8)),
+                self.words.ready.eq(taken & (index == 3)),
+            ]
+            with m.If(taken):
+                m.d.sync += index.eq(index + 1)
+            return m
         word = Signal(32)
         held = Signal()
         index = Signal(2)
@@ -332,6 +353,9 @@ class UartBridge(wiring.Component):
         that a lost byte cannot misalign every later word. 0 disables it. The default, 2048
         bit periods (18 ms at 115200 baud), is far longer than any pause of a host that
         writes its words whole.
+    tx_buffered : bool
+        :class:`WordsToBytes`' ``buffered``: False saves its 32-bit register when the
+        ``tx_words`` source keeps its payload stable while it waits (as a stream source must).
 
     Members
     -------
@@ -355,7 +379,8 @@ class UartBridge(wiring.Component):
     (synchroniser, FIFO, packer); words to send leave back to back at 40 bit periods each.
     """
 
-    def __init__(self, *, divisor, fifo_depth=16, flush_bits=2048):
+    def __init__(self, *, divisor, fifo_depth=16, flush_bits=2048, tx_buffered=True):
+        self.tx_buffered = tx_buffered
         self.divisor = _check_int("divisor", divisor, MIN_DIVISOR)
         self.fifo_depth = _check_int("fifo_depth", fifo_depth, 1, 4096)
         self.flush_bits = _check_int("flush_bits", flush_bits, 0, 1 << 20)
@@ -376,7 +401,7 @@ class UartBridge(wiring.Component):
         m = Module()
         m.submodules.urx = urx = UartRx(divisor=self.divisor, fifo_depth=self.fifo_depth)
         m.submodules.pack = pack = BytesToWords()
-        m.submodules.unpack = unpack = WordsToBytes()
+        m.submodules.unpack = unpack = WordsToBytes(buffered=self.tx_buffered)
         m.submodules.utx = utx = UartTx(divisor=self.divisor)
         wiring.connect(m, urx.bytes, pack.bytes)
         wiring.connect(m, pack.words, wiring.flipped(self.rx_words))

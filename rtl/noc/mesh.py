@@ -9,6 +9,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .compare import gt_const
 from .layouts import MAX_GRID, flit_layout
 from .router import ORDERS, Port, Router
 
@@ -199,7 +200,7 @@ class Mesh(wiring.Component):
 
 
 def _saturate(value, limit):
-    return Mux(value > limit, limit, value)
+    return Mux(gt_const(value, limit), limit, value)
 
 
 def _popcount(bits):

@@ -244,11 +244,12 @@ def test_tx_back_to_back_frames_have_exact_timing_and_no_gap(divisor):
 # Packing
 
 
-def test_bytes_to_words_and_back_under_random_stalls():
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_bytes_to_words_and_back_under_random_stalls(buffered):
     """bytes -> words -> bytes with random valid/ready on every side: LE order, nothing lost or repeated."""
     m = Module()
     m.submodules.pack = pack = BytesToWords()
-    m.submodules.unpack = unpack = WordsToBytes()
+    m.submodules.unpack = unpack = WordsToBytes(buffered=buffered)
     rng = random.Random(7)
     data = [rng.randrange(256) for _ in range(64)]
     words_seen = []
