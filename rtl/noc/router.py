@@ -155,7 +155,8 @@ class Router(wiring.Component):
     ------
     An input accepts a flit whenever its FIFO is not full (``ready`` is the FIFO's
     registered not-full flag, never a function of ``valid``). A header written into the
-    FIFO at clock edge *t* is routed and arbitrated in the next cycle; the grant is
+    FIFO at clock edge *t* is routed and arbitrated in the next cycle (its route is computed
+    on the way in and stored with it, so only allocation follows the FIFO); the grant is
     registered at edge *t* + 1 and the header is offered on its outputs from then on, so
     it can be taken at edge *t* + 2: **2 cycles per router** without contention. The
     following flits of the packet pass one per cycle. A dropped packet is consumed at one
@@ -292,7 +293,6 @@ class Router(wiring.Component):
         n = len(ports)
         layout = flit_layout()
         live = [p for p in ports if self.linked(p)]
-        live_mask = sum(1 << p.value for p in live)
 
         head = {}  # per live input: flit view of the FIFO head
         head_valid = {}
@@ -303,19 +303,27 @@ class Router(wiring.Component):
         req = [Signal(n, name=f"req_{p.name}") for p in ports]
         grant = [Signal(name=f"grant_{p.name}") for p in ports]
         for i in live:
-            q = fifo.SyncFIFO(width=layout.size, depth=self.depth)
-            m.submodules[f"fifo_{i.name}"] = q
+            # The routing function is evaluated as a flit enters the FIFO and its verdict (the
+            # requested live outputs, misroute, error) is stored with it: at the FIFO head only
+            # allocation remains. It is used for headers only.
             link = self.i_flit[i.value]
-            m.d.comb += [q.w_data.eq(link.payload), q.w_en.eq(link.valid), link.ready.eq(q.w_rdy)]
-            flit = data.View(layout, q.r_data)
-            hdr = data.View(Header, flit.data)
+            in_flit = data.View(layout, link.payload)
+            mask_in, misroute_in, error_in = self._route(m, i, data.View(Header, in_flit.data))
+            verdict_in = Cat(*(mask_in[p.value] for p in live), misroute_in, error_in)
+            q = fifo.SyncFIFO(width=layout.size + len(verdict_in), depth=self.depth)
+            m.submodules[f"fifo_{i.name}"] = q
+            m.d.comb += [q.w_data.eq(Cat(link.payload, verdict_in)), q.w_en.eq(link.valid), link.ready.eq(q.w_rdy)]
+            flit = data.View(layout, q.r_data[: layout.size])
+            verdict = q.r_data[layout.size :]
+            misroute, error = verdict[len(live)], verdict[len(live) + 1]
 
             dropping = Signal(name=f"dropping_{i.name}")
             h = Signal(n, name=f"hold_{i.name}")
             s = Signal(n, name=f"sent_{i.name}")
 
-            mask, misroute, error = self._route(m, i, hdr)
-            m.d.comb += req[i.value].eq(mask & live_mask)  # a request for an unused port is a misroute
+            # A request for an unused port is a misroute: only the live outputs are requested.
+            for k, p in enumerate(live):
+                m.d.comb += req[i.value][p.value].eq(verdict[k])
             # An idle input (holding no outputs, not dropping) always has a header at its head: the flit
             # after a packet's last one.
             idle = (h == 0) & ~dropping
