@@ -34,7 +34,7 @@ class TwinChip(wiring.Component):
     Parameters
     ----------
     cols, rows, core_rows, core_cols : int
-        The chip (default 2 x 1 tiles of 8 x 8 cores).
+        The chip (default one tile of an 8 x 8 core: what the iCE40-HX8K holds, docs/fpga.md).
     g_bits : int
         Conductance-code bits of the twins.
     twin_delta, twin_threshold : int
@@ -43,6 +43,9 @@ class TwinChip(wiring.Component):
         The host bridge's command buffer (words).
     watchdog, tile_watchdog : int
         The chip's watchdogs (cycles).
+    crc_step_bits, shared_crc : int, bool
+        The host bridge's CRC options (:class:`~cimdv.rtl.host.bridge.HostBridge`); default a
+        word per cycle on the host port, as the chip.
 
     Members
     -------
@@ -63,7 +66,7 @@ class TwinChip(wiring.Component):
     def __init__(
         self,
         *,
-        cols=2,
+        cols=1,
         rows=1,
         core_rows=8,
         core_cols=8,
@@ -140,10 +143,18 @@ class FpgaTop(wiring.Component):
     PC speaks the chip's host protocol (docs/host-protocol.md) as little-endian words over the
     serial line.
 
+    The defaults are the configuration that fits the iCE40-HX8K with margin at 50 MHz
+    (docs/fpga.md): one tile of an 8 x 8 core, its twin, and a host bridge with one CRC unit
+    shared by commands and responses that folds 4 bits a cycle (a host word every 8 cycles,
+    thousands of times faster than the UART). Sharing the CRC relies on the host protocol's
+    rule that the host waits for a response before it sends the next command.
+
     Parameters
     ----------
     cols, rows, core_rows, core_cols, g_bits, twin_delta, twin_threshold, capacity, watchdog, tile_watchdog
         The :class:`TwinChip`.
+    crc_step_bits, shared_crc
+        The :class:`TwinChip`'s, here 4 and True (area).
     clk_mhz : float
         Requested clock. With ``pll`` the PLL's closest setting at or above it is used
         (:attr:`clk_hz`); without, the ``clk`` port must run at it.
@@ -172,7 +183,7 @@ class FpgaTop(wiring.Component):
     def __init__(
         self,
         *,
-        cols=2,
+        cols=1,
         rows=1,
         core_rows=8,
         core_cols=8,

@@ -20,9 +20,10 @@ from cimdv.tb.chip.uart import UartHostPort
 from cimdv.tb.sim import params_from_env
 from cimdv.tb.vip.config import decode_field, decode_prog_result, encode_fields
 
-#: The simulation configuration: no PLL, a 100 MHz clock (CLOCK_NS), 8 clocks per bit.
+#: The simulation configuration: FpgaTop's chip (one tile of an 8 x 8 core, docs/fpga.md), no
+#: PLL, a 100 MHz clock (CLOCK_NS), 8 clocks per bit.
 DEFAULTS = {
-    "cols": 2,
+    "cols": 1,
     "rows": 1,
     "core_rows": 8,
     "core_cols": 8,

@@ -43,7 +43,7 @@ NEXTPNR_DEVICE = ("--hx8k", "--package", "ct256")
 PCF = REPO_ROOT / "constraints" / "hx8k-breakout.pcf"
 #: Tool -> Debian package.
 REQUIRED_TOOLS = {"yosys": "yosys", "nextpnr-ice40": "nextpnr-ice40", "icepack": "fpga-icestorm"}
-DEFAULT_TOP = "fpga_twin_demo"
+DEFAULT_TOP = "fpga_top"
 DEFAULT_FREQ_MHZ = 50.0
 #: The iCE40 PLL's output range; a target outside it cannot be a clock of these tops.
 FREQ_RANGE_MHZ = (1.0, 275.0)
