@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from cimdv.rtl import cli
-from cimdv.rtl.fpga.demo import F_OSC_HZ
 from cimdv.rtl.fpga.pll import pll_params
+from cimdv.rtl.fpga.top import F_OSC_HZ
 from cimdv.tb.sim import BUILD_ROOT, REPO_ROOT
 
 __all__ = ["DEVICE", "PCF", "REQUIRED_TOOLS", "main", "parse_reports", "run_flow"]
