@@ -616,37 +616,45 @@ class HostBridge(wiring.Component):
                 m.d.comb += crc_clear.eq(out.ready)  # the shared CRC starts clear for the next command
                 emit(crc.crc, "IDLE")
 
-        self._sender(
-            m, rx, req, req_head, dst, head_dst, req_kind, rect, flags, w_in, mvm_go, mvm_abort, mvm_finish, snd_done
+        # What the MVM sender and collector share with the command FSM.
+        mvm = SimpleNamespace(
+            rx=rx,
+            req=req,
+            req_head=req_head,
+            dst=dst,
+            head_dst=head_dst,
+            req_kind=req_kind,
+            out=out,
+            out_word=out_word,
+            rsp=rsp,
+            rsp_head=rsp_head,
+            rsp_is_head=rsp_is_head,
+            rsp_mid=rsp_mid,
+            rsp_current=rsp_current,
+            drain_stale=drain_stale,
+            resp_head=resp_head,
+            resp_len=resp_len,
+            rect=rect,
+            flags=flags,
+            w_in=w_in,
+            w_out=w_out,
+            expected=expected,
+            go=mvm_go,
+            abort=mvm_abort,
+            core_err=mvm_core_err,
+            finish=mvm_finish,
+            snd_done=snd_done,
+            col_done=col_done,
         )
-        self._collector(
-            m,
-            out,
-            out_word,
-            rsp,
-            rsp_head,
-            rsp_is_head,
-            rsp_mid,
-            rsp_current,
-            drain_stale,
-            resp_head,
-            resp_len,
-            rect,
-            flags,
-            w_out,
-            out_elems,
-            expected,
-            mvm_go,
-            mvm_abort,
-            mvm_core_err,
-            mvm_finish,
-            snd_done,
-            col_done,
-        )
+        self._sender(m, mvm)
+        self._collector(m, mvm)
         return m
 
-    def _sender(self, m, rx, req, req_head, dst, head_dst, req_kind, rect, flags, w_in, go, abort, finish, done):
+    def _sender(self, m, mvm):
         """START to the rectangle, then the input vectors from the command buffer."""
+        rx, req, req_head, dst, head_dst, req_kind = mvm.rx, mvm.req, mvm.req_head, mvm.dst, mvm.head_dst, mvm.req_kind
+        rect, flags, w_in = mvm.rect, mvm.flags, mvm.w_in
+        go, abort, finish, done = mvm.go, mvm.abort, mvm.finish, mvm.snd_done
         ptr = Signal(range(self.capacity + 1))
         word = Signal(range(self.lines + 1))
         cx, cy = Signal(max(1, rect.xb)), Signal(max(1, rect.yb))
@@ -734,32 +742,20 @@ class HostBridge(wiring.Component):
                 with m.If(finish):
                     m.next = "IDLE"
 
-    def _collector(
-        self,
-        m,
-        out,
-        out_word,
-        rsp,
-        rsp_head,
-        rsp_is_head,
-        rsp_mid,
-        rsp_current,
-        drain_stale,
-        resp_head,
-        resp_len,
-        rect,
-        flags,
-        w_out,
-        out_elems,
-        expected,
-        go,
-        abort,
-        core_err,
-        finish,
-        snd_done,
-        done,
-    ):
+    def _collector(self, m, mvm):
         """The MVM response: header, OUTPUT blocks (or reduced sums), zero fill."""
+        out, out_word, rsp, rsp_head = mvm.out, mvm.out_word, mvm.rsp, mvm.rsp_head
+        rsp_is_head, rsp_mid, rsp_current, drain_stale = mvm.rsp_is_head, mvm.rsp_mid, mvm.rsp_current, mvm.drain_stale
+        resp_head, resp_len, rect, flags = mvm.resp_head, mvm.resp_len, mvm.rect, mvm.flags
+        w_out, expected = mvm.w_out, mvm.expected
+        go, abort, core_err, finish, snd_done, done = (
+            mvm.go,
+            mvm.abort,
+            mvm.core_err,
+            mvm.finish,
+            mvm.snd_done,
+            mvm.col_done,
+        )
         depth = _ceil_div(self.lines, TILE_LANES)
         banks = []
         for k in range(TILE_LANES):
