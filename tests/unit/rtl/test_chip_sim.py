@@ -12,11 +12,11 @@ from amaranth.sim import Simulator
 
 from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
 from cimdv.rtl.chip.chip import Chip, tile_member
-from cimdv.rtl.core.layouts import MacroOp
 from cimdv.rtl.core.regs import ErrorBit
 from cimdv.rtl.host.protocol import Opcode, Status
 from cimdv.tb.chip import host
 from cimdv.tb.vip.config import core_config_writes
+from cimdv.tb.vip.sim_macro import SimMacro
 
 COLS, ROWS, CORE_ROWS, CORE_COLS = 2, 2, 7, 5
 FAST = {"T_INIT": 1, "T_SAMPLE": 1, "T_INTEG": 1, "T_COMPARE": 1, "T_DECR": 1, "T_NOISE": 1}
@@ -76,22 +76,12 @@ class ChipBench:
         result = {}
 
         async def macros(ctx):
-            states = {xy: MacroState(self.weights[xy], PARAMS) for xy in CORES}
-            prev = dict.fromkeys(CORES, MacroOp.IDLE)
+            responders = [
+                SimMacro(getattr(dut, tile_member("macro", *xy)), MacroState(self.weights[xy], PARAMS)) for xy in CORES
+            ]
             while True:
-                for xy in CORES:
-                    port = getattr(dut, tile_member("macro", *xy))
-                    op = MacroOp(ctx.get(port.op))
-                    if op != prev[xy]:
-                        cmp = states[xy].apply(
-                            op.value,
-                            drive_bits=ctx.get(port.drive),
-                            dec_up_bits=ctx.get(port.dec_up),
-                            backward=ctx.get(port.backward),
-                        )
-                        if cmp is not None:
-                            ctx.set(port.cmp, cmp)
-                    prev[xy] = op
+                for responder in responders:
+                    responder.step(ctx)
                 await ctx.tick()
 
         async def bench(ctx):

@@ -12,8 +12,9 @@ from amaranth.sim import Simulator
 from cimdv.model.encoding import config_errors
 from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
 from cimdv.rtl.core.core import CimCore
-from cimdv.rtl.core.layouts import MacroOp, input_beat_layout
+from cimdv.rtl.core.layouts import input_beat_layout
 from cimdv.rtl.core.regs import ErrorBit
+from cimdv.tb.vip.sim_macro import SimMacro
 
 ROWS, COLS, LANES = 8, 6, 4
 
@@ -64,24 +65,14 @@ def run_core(cfg, xs, weights, params, *, timing=1):
         pending = [beat for x in xs for beat in beats(x)]
         ctx.set(dut.outputs.ready, 1)
         out_elems = []
-        prev_op = MacroOp.IDLE
+        responder = SimMacro(dut.macro, macro)
         for _ in range(20000):
             if pending:
                 ctx.set(dut.inputs.payload, in_layout.const(pending[0]))
                 ctx.set(dut.inputs.valid, 1)
             else:
                 ctx.set(dut.inputs.valid, 0)
-            op = MacroOp(ctx.get(dut.macro.op))
-            if op != prev_op:  # the contract: act on a change of op
-                cmp = macro.apply(
-                    op.value,
-                    drive_bits=ctx.get(dut.macro.drive),
-                    dec_up_bits=ctx.get(dut.macro.dec_up),
-                    backward=ctx.get(dut.macro.backward),
-                )
-                if cmp is not None:
-                    ctx.set(dut.macro.cmp, cmp)
-            prev_op = op
+            responder.step(ctx)
             if pending and ctx.get(dut.inputs.ready):
                 pending.pop(0)
             if ctx.get(dut.outputs.valid):

@@ -13,10 +13,10 @@ from amaranth.sim import Simulator
 from cimdv.model.exact import CoreConfig, ExactCore, MacroParams, MacroState
 from cimdv.rtl.chip.layouts import TileError
 from cimdv.rtl.chip.tile import Tile
-from cimdv.rtl.core.layouts import MacroOp
 from cimdv.rtl.core.regs import ErrorBit
 from cimdv.rtl.noc.layouts import PacketKind
 from cimdv.tb.chip import packets
+from cimdv.tb.vip.sim_macro import SimMacro
 
 ROWS, COLS, X, Y = 7, 5, 2, 1
 
@@ -39,24 +39,14 @@ class TileBench:
         async def bench(ctx):
             pending = [f for packet in script for f in packet]
             current = []
-            prev_op = MacroOp.IDLE
+            responder = SimMacro(dut.macro, macro)
             ctx.set(dut.rsp.ready, 1)
             for _ in range(cycles):
                 if pending:
                     data, last = pending[0]
                     ctx.set(dut.req.payload, {"data": data, "last": int(last)})
                 ctx.set(dut.req.valid, int(bool(pending)))
-                op = MacroOp(ctx.get(dut.macro.op))
-                if op != prev_op:
-                    cmp = macro.apply(
-                        op.value,
-                        drive_bits=ctx.get(dut.macro.drive),
-                        dec_up_bits=ctx.get(dut.macro.dec_up),
-                        backward=ctx.get(dut.macro.backward),
-                    )
-                    if cmp is not None:
-                        ctx.set(dut.macro.cmp, cmp)
-                prev_op = op
+                responder.step(ctx)
                 if pending and ctx.get(dut.req.ready):
                     pending.pop(0)
                 if ctx.get(dut.rsp.valid):
