@@ -26,14 +26,13 @@ sequencer, which drives the twin's programming port: ``PROG_KEY``, ``T_PULSE``, 
 CSR writes (docs/fpga.md).
 """
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..core.core import CimCore
 from ..core.layouts import input_beat_layout, output_beat_layout
-from .pll import Ice40Pll
+from .pll import Ice40Pll, sync_domain
 from .twin import MacroTwin
 from .uart import UartBridge, baud_divisor
 
@@ -143,14 +142,7 @@ class FpgaTwinDemo(wiring.Component):
         wiring.connect(m, core.macro, twin.macro)
         wiring.connect(m, core.prog, twin.prog)
 
-        lock = Signal()
-        if self.pll:
-            m.domains.sync = ClockDomain("sync")
-            m.submodules.pll = pll = self._pll
-            m.d.comb += [pll.clk_in.eq(self.clk12), ClockSignal("sync").eq(pll.clk_out), lock.eq(pll.lock)]
-            m.submodules.reset = ResetSynchronizer(~pll.lock, domain="sync")
-        else:
-            m.d.comb += lock.eq(1)
+        lock = sync_domain(m, self._pll, self.clk12 if self.pll else None)
 
         m.d.comb += [bridge.rx.eq(self.uart_rx), self.uart_tx.eq(bridge.tx)]
 

@@ -4,11 +4,12 @@ Ref: Lattice TN1251 "iCE40 sysCLOCK PLL Design and Usage Guide"; the search is t
 icestorm's ``icepll`` (SIMPLE feedback), so ``icepll -i 12 -o 50`` gives the same dividers.
 """
 
-from amaranth.hdl import Instance, Module
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PllParams", "pll_params", "Ice40Pll"]
+__all__ = ["PllParams", "pll_params", "Ice40Pll", "sync_domain"]
 
 # Limits of the iCE40 PLL in SIMPLE feedback mode (Hz).
 _PFD_RANGE = (10e6, 133e6)
@@ -138,3 +139,21 @@ class Ice40Pll(wiring.Component):
             o_LOCK=self.lock,
         )
         return m
+
+
+def sync_domain(m, pll, clk_in):
+    """Give an FPGA top its ``sync`` domain; returns the PLL's lock (constant 1 without one).
+
+    With ``pll`` (an :class:`Ice40Pll`), the domain's clock is the PLL's output from ``clk_in``
+    and its reset is held until the PLL locks (through a reset synchroniser). With ``pll=None``
+    (simulation tops) the default domain's ``clk`` and ``rst`` ports are used.
+    """
+    lock = Signal()
+    if pll is None:
+        m.d.comb += lock.eq(1)
+        return lock
+    m.domains.sync = ClockDomain("sync")
+    m.submodules.pll = pll
+    m.d.comb += [pll.clk_in.eq(clk_in), ClockSignal("sync").eq(pll.clk_out), lock.eq(pll.lock)]
+    m.submodules.reset = ResetSynchronizer(~pll.lock, domain="sync")
+    return lock

@@ -3,13 +3,12 @@
 Ref: docs/fpga.md (configuration, resources, how a PC drives it).
 """
 
-from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from ..chip.chip import Chip, tile_member
-from .pll import Ice40Pll
+from .pll import Ice40Pll, sync_domain
 from .twin import MacroTwin
 from .uart import UartBridge, baud_divisor
 
@@ -231,14 +230,7 @@ class FpgaTop(wiring.Component):
         # The host bridge holds each response word until it is taken: no copy in the UART.
         m.submodules.uart = uart = UartBridge(divisor=self.divisor, tx_buffered=False)
 
-        lock = Signal()
-        if self.pll:
-            m.domains.sync = ClockDomain("sync")
-            m.submodules.pll = pll = self._pll
-            m.d.comb += [pll.clk_in.eq(self.clk12), ClockSignal("sync").eq(pll.clk_out), lock.eq(pll.lock)]
-            m.submodules.reset = ResetSynchronizer(~pll.lock, domain="sync")
-        else:
-            m.d.comb += lock.eq(1)
+        sync_domain(m, self._pll, self.clk12 if self.pll else None)
 
         m.d.comb += [uart.rx.eq(self.uart_rx), self.uart_tx.eq(uart.tx)]
         wiring.connect(m, uart.rx_words, core.host_in)

@@ -33,6 +33,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.arith import tree_sum
 from ..core.layouts import AMP_BITS, G_CODE_BITS, DriveCode, MacroOp, ProgOp
 from ..core.macro import MacroSignature, ProgramSignature
 from ..noc.compare import gt_const, lt_const
@@ -295,7 +296,7 @@ class MacroTwin(wiring.Component):
                 for j in range(cols):
                     m.d.sync += s[j].eq(s[j] + terms[j])
             with m.Else():
-                total = _tree_sum(terms)
+                total = tree_sum(terms)
                 with m.Switch(row2):
                     for i in range(rows):
                         with m.Case(i):
@@ -400,14 +401,3 @@ class MacroTwin(wiring.Component):
         with m.If(Cat(overflow_any).any()):
             m.d.sync += self.overflow.eq(1)
         return m
-
-
-def _tree_sum(values):
-    """Balanced adder tree (each level one carry chain deep)."""
-    values = list(values)
-    while len(values) > 1:
-        pairs = [values[k] + values[k + 1] for k in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            pairs.append(values[-1])
-        values = pairs
-    return values[0]

@@ -9,6 +9,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.arith import tree_sum
 from .compare import gt_const
 from .layouts import MAX_GRID, flit_layout
 from .router import ORDERS, Port, Router
@@ -192,7 +193,7 @@ class Mesh(wiring.Component):
         ):
             counter = getattr(self, name)
             events = Signal(range(len(Port) * len(routers) + 1), name=f"{name}_now")
-            m.d.comb += events.eq(_popcount([bit for v in pulses for bit in v]))
+            m.d.comb += events.eq(tree_sum([bit for v in pulses for bit in v]))
             total = counter + events
             limit = (1 << COUNTER_BITS) - 1
             m.d.sync += counter.eq(_saturate(total, limit))
@@ -201,14 +202,3 @@ class Mesh(wiring.Component):
 
 def _saturate(value, limit):
     return Mux(gt_const(value, limit), limit, value)
-
-
-def _popcount(bits):
-    """Number of set bits, as a balanced adder tree."""
-    values = list(bits)
-    while len(values) > 1:
-        pairs = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            pairs.append(values[-1])
-        values = pairs
-    return values[0]
