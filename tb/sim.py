@@ -338,6 +338,18 @@ def generate_verilog(top: str, params: Mapping[str, Any] | None = None, *, tops=
     return path, full
 
 
+def _source_verilog(top: str, params, tops, verilog: Path | None) -> tuple[Path, dict]:
+    """The raw Verilog to build and the elaborated parameters: generated, or the ``verilog`` override."""
+    if verilog is None:
+        return generate_verilog(top, params, tops=tops)
+    from cimdv.rtl import cli
+
+    verilog = Path(verilog).resolve()
+    if not verilog.is_file():
+        raise ValueError(f"verilog: {verilog} is not a file")
+    return verilog, cli.elaborate_params(top, params, tops=cli.TOPS if tops is None else tops)
+
+
 # --- build ---------------------------------------------------------------------------------------
 
 
@@ -373,23 +385,28 @@ def build(
     waves: bool | None = None,
     debug: bool = False,
     tops=None,
+    verilog: Path | None = None,
 ) -> Build:
     """Build ``top`` with ``params`` for ``sim`` once; later calls (any process) reuse it.
 
     ``waves`` (default: the ``WAVES`` environment variable) records traces; ``debug`` keeps every net
-    visible through VPI on Verilator. Both get their own build directory.
+    visible through VPI on Verilator. Both get their own build directory. ``verilog`` (source override)
+    builds that Verilog file instead of generating ``top`` from Amaranth (e.g. a mutant of it); ``params``
+    must describe it, and the build directory is keyed by the file's content (``-v<hash>``).
     """
     _check_sim(sim)
     waves = _env_bool("WAVES", bool(waves))
     public = debug or waves
-    raw, full = generate_verilog(top, params, tops=tops)
-    key = (sim, top, json.dumps(full, sort_keys=True), waves, public)
+    raw, full = _source_verilog(top, params, tops, verilog)
+    key = (sim, top, json.dumps(full, sort_keys=True), waves, public, str(verilog))
     raw_text = raw.read_text()
     text = sim_verilog_text(raw_text, sim)
     if key in _BUILT and _BUILT[key].verilog.read_text() == text:
         return _BUILT[key]
 
     variant = "-waves" if waves else "-debug" if public else ""
+    if verilog is not None:
+        variant = f"-v{_sha256(raw_text)[:12]}{variant}"
     build_dir = BUILD_ROOT / "sim" / sim / f"{top}-{param_hash(full)}{variant}"
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     verilog = build_dir / f"{top}.v"
@@ -507,6 +524,7 @@ def reproduce_command(
     test_module: str,
     testcase: str | Sequence[str] | None,
     factory: str | None = None,
+    verilog: Path | None = None,
 ) -> str:
     """One line that replays a run: ``make test-one ...`` under pytest, ``python -m cimdv.tb.sim ...`` otherwise."""
     node = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
@@ -515,6 +533,8 @@ def reproduce_command(
     args = ["python", "-m", "cimdv.tb.sim", top, "--sim", sim, "--module", test_module, "--seed", str(seed)]
     if factory:
         args += ["--factory", factory]
+    if verilog is not None:
+        args += ["--verilog", str(verilog)]
     if testcase:
         args += ["--testcase", testcase if isinstance(testcase, str) else ",".join(testcase)]
     for name, value in params.items():
@@ -534,16 +554,18 @@ def run(
     waves: bool | None = None,
     debug: bool = False,
     tops=None,
+    verilog: Path | None = None,
 ) -> RunResult:
     """Run the cocotb module ``test_module`` (a dotted name, e.g. ``cimdv.tb.core.tests``) on ``top``.
 
     Builds first if needed (see :func:`build`). ``seed`` sets ``COCOTB_RANDOM_SEED`` (random when None);
-    ``testcase`` selects cocotb tests by name; ``extra_env`` is added to the simulator's environment.
+    ``testcase`` selects cocotb tests by name; ``extra_env`` is added to the simulator's environment;
+    ``verilog`` runs on that Verilog file instead of the generated one (see :func:`build`).
     Raises :class:`AssertionError` listing the failing cocotb tests, the seed and a reproduce line.
     """
     if not test_module:
         raise ValueError("test_module is required (dotted name of a cocotb test module)")
-    result_build = build(top, params, sim, waves=waves, debug=debug, tops=tops)
+    result_build = build(top, params, sim, waves=waves, debug=debug, tops=tops, verilog=verilog)
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
     label = test_module + (f".{testcase if isinstance(testcase, str) else '+'.join(testcase)}" if testcase else "")
     test_dir = result_build.build_dir / "runs" / f"{_safe(label)}-s{seed}"
@@ -558,6 +580,7 @@ def run(
         test_module=test_module,
         testcase=testcase,
         factory=_factory_ref(top, tops),
+        verilog=verilog,
     )
     env = {
         PARAMS_ENV: json.dumps(result_build.params, sort_keys=True),
@@ -651,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--waves", action="store_true")
     parser.add_argument("--debug", action="store_true", help="keep every net visible through VPI")
+    parser.add_argument("--verilog", type=Path, help="simulate this Verilog file instead of generating the top")
     args = parser.parse_args(argv)
 
     tops = dict(cli.TOPS)
@@ -675,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             waves=args.waves,
             debug=args.debug,
             tops=tops,
+            verilog=args.verilog,
         )
     except AssertionError as exc:
         print(exc, file=sys.stderr)
