@@ -22,7 +22,10 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["BLOCKS", "PLAN_PATH", "STAGES", "Covergroup", "Testplan", "Testpoint", "load_testplan"]
+__all__ = [
+    "BLOCKS", "PLAN_PATH", "STAGES", "Covergroup", "Testplan", "Testpoint",
+    "load_testplan", "markdown", "parse_testplan",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAN_PATH = REPO_ROOT / "docs" / "testplan.toml"
@@ -168,3 +171,27 @@ def load_testplan(path: Path = PLAN_PATH) -> Testplan:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"testplan: {path} is not valid TOML: {exc}") from None
     return parse_testplan(data)
+
+
+def markdown(plan: Testplan) -> str:
+    """The plan as Markdown tables, one per stage (``python -m cimdv.tb.testplan``)."""
+    lines = []
+    for stage in STAGES:
+        points = [p for p in plan.testpoints if p.stage == stage]
+        if not points:
+            continue
+        lines += [f"## {stage}", "", "| testpoint | block | description | tests | covergroups |"]
+        lines.append("|---|---|---|---|---|")
+        for p in points:
+            tests = ", ".join(f"`{t}`" for t in p.tests)
+            groups = ", ".join(f"`{g}`" for g in p.covergroups)
+            lines.append(f"| {p.name} | {p.block} | {p.desc.replace('|', '/')} | {tests} | {groups} |")
+        lines.append("")
+    if plan.covergroups:
+        lines += ["## Covergroups", "", "| covergroup | block | description |", "|---|---|---|"]
+        lines += [f"| `{g.name}` | {g.block} | {g.desc.replace('|', '/')} |" for g in plan.covergroups]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(load_testplan()), end="")
