@@ -32,18 +32,30 @@ no ``PYTHONPATH``          both        cocotb exports the caller's ``sys.path`` 
                                        removed so the simulator's Python finds ``cimdv`` only through the
                                        installed package.
 ``PYTHONWARNINGS=error``   both        warnings are errors inside the simulator too.
+``--coverage-line``,       verilator   code coverage, only when ``CIMDV_COVERAGE_DIR`` is set and the build is
+``--coverage-toggle``,                 in the scope of :func:`cimdv.tb.coverage.code.in_scope` (own build
+``--coverage-user``                    directory ``-cov``; docs/coverage.md). ``--coverage-user`` counts the
+                                       FSM-state ``cover property`` lines appended to the simulation copy
+                                       (:func:`cimdv.tb.coverage.code.coverage_copy`); Verilator's own
+                                       ``--coverage-fsm`` crashes on Yosys output (5.048).
+``+verilator+coverage+``   verilator   where an instrumented run writes its points:
+``file+<path>``                        ``$CIMDV_COVERAGE_DIR/code/<sim>-<top>-<phash>-<label>-s<seed>.dat``.
+``CIMDV_FCOV_FILE``        both        set for every run when ``CIMDV_COVERAGE_DIR`` is set: where the bench's
+                                       functional coverage goes (``.../functional/<same name>.yml``).
 ========================== =========== ====================================================================
 
 Layout under ``build/``
 -----------------------
 ``build/verilog/<top>-<phash>.v``
     raw generated Verilog (plus ``.json`` stamp: parameters and source digest).
-``build/sim/<sim>/<top>-<phash>[-debug|-waves]/``
+``build/sim/<sim>/<top>-<phash>[-debug|-waves][-cov]/``
     one build per (simulator, top, parameters, visibility): ``<top>.v`` (simulation copy), the
     simulator's objects, ``build.log``, ``params.json``, ``stamp.json``; built once under a file lock,
     reused by every test module and every pytest-xdist worker.
 ``.../runs/<test_module>[.<testcase>]-s<seed>/``
-    one run: ``results.xml``, ``sim.log``, waves, coverage data.
+    one run: ``results.xml``, ``sim.log``, waves.
+``$CIMDV_COVERAGE_DIR/{code,functional}/``
+    coverage of every run when ``CIMDV_COVERAGE_DIR`` (an absolute path) is set; nothing otherwise.
 
 ``<phash>`` is the first 12 hex digits of the SHA-256 of the elaborated parameters as sorted JSON.
 
@@ -95,12 +107,18 @@ __all__ = [
     "top_ports",
     "verilator_bin_dir",
     "verilator_version",
+    "COVERAGE_ENV",
+    "FCOV_ENV",
+    "coverage_dir",
 ]
 
 SIMULATORS = ("icarus", "verilator")
 TIMESCALE = ("1ns", "1ps")
 PARAMS_ENV = "CIMDV_PARAMS"
 MIN_VERILATOR = (5, 36)
+COVERAGE_ENV = "CIMDV_COVERAGE_DIR"
+FCOV_ENV = "CIMDV_FCOV_FILE"
+COVERAGE_FLAGS = ("--coverage-line", "--coverage-toggle", "--coverage-user")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / "build"
@@ -350,6 +368,51 @@ def _source_verilog(top: str, params, tops, verilog: Path | None) -> tuple[Path,
     return verilog, cli.elaborate_params(top, params, tops=cli.TOPS if tops is None else tops)
 
 
+# --- coverage ------------------------------------------------------------------------------------
+
+
+def coverage_dir() -> Path | None:
+    """``CIMDV_COVERAGE_DIR`` (an absolute path), or None when unset: where runs put their coverage."""
+    value = os.environ.get(COVERAGE_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        raise ValueError(f"{COVERAGE_ENV} must be an absolute path, got {value!r}")
+    return path
+
+
+def coverage_files(sim: str, top: str, params: Mapping[str, Any], label: str, seed: int) -> tuple[Path | None, ...]:
+    """``(code .dat, functional .yml)`` of one run under ``CIMDV_COVERAGE_DIR`` (directories created), or Nones.
+
+    Names: ``<sim>-<top>-<phash>-<label>-s<seed>`` with ``label`` (``test_module[.testcase]``) sanitised as for
+    the run's directory.
+    """
+    root = coverage_dir()
+    if root is None:
+        return None, None
+    name = f"{sim}-{top}-{param_hash(params)}-{_safe(label)}-s{seed}"
+    for sub in ("code", "functional"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root / "code" / f"{name}.dat", root / "functional" / f"{name}.yml"
+
+
+def _coverage_wanted(coverage: bool | None, sim: str, top: str, full: Mapping[str, Any], tops, verilog) -> bool:
+    """Whether a build is instrumented: ``coverage`` if given, else by ``CIMDV_COVERAGE_DIR`` and the scope."""
+    if coverage is not None:
+        if coverage and sim != "verilator":
+            raise ValueError(f"coverage: code coverage is collected on Verilator only, not {sim}")
+        return bool(coverage)
+    if sim != "verilator" or verilog is not None or coverage_dir() is None:
+        return False
+    from cimdv.rtl import cli
+    from cimdv.tb.coverage import code as code_coverage
+
+    if tops is not None and tops.get(top) is not cli.TOPS.get(top):
+        return False  # stand-ins (e.g. the flow's self-test counter) are not the chip
+    return code_coverage.in_scope(top, full)
+
+
 # --- build ---------------------------------------------------------------------------------------
 
 
@@ -365,6 +428,7 @@ class Build:
     public: bool  # Verilator: --public-flat-rw kept (every net visible through VPI)
     waves: bool
     build_s: float  # wall time spent building in this call (0.0 when reused)
+    coverage: bool = False  # Verilator: instrumented for code coverage (COVERAGE_FLAGS)
 
 
 _BUILT: dict[tuple, Build] = {}
@@ -386,6 +450,7 @@ def build(
     debug: bool = False,
     tops=None,
     verilog: Path | None = None,
+    coverage: bool | None = None,
 ) -> Build:
     """Build ``top`` with ``params`` for ``sim`` once; later calls (any process) reuse it.
 
@@ -393,21 +458,34 @@ def build(
     visible through VPI on Verilator. Both get their own build directory. ``verilog`` (source override)
     builds that Verilog file instead of generating ``top`` from Amaranth (e.g. a mutant of it); ``params``
     must describe it, and the build directory is keyed by the file's content (``-v<hash>``).
+    ``coverage`` instruments a Verilator build for code coverage (own build directory ``-cov``); the default,
+    None, instruments when ``CIMDV_COVERAGE_DIR`` is set and the top and parameters are in the scope of
+    :func:`cimdv.tb.coverage.code.in_scope` (tops of :data:`cimdv.rtl.cli.TOPS`, no ``verilog`` override).
     """
     _check_sim(sim)
     waves = _env_bool("WAVES", bool(waves))
     public = debug or waves
     raw, full = _source_verilog(top, params, tops, verilog)
-    key = (sim, top, json.dumps(full, sort_keys=True), waves, public, str(verilog))
+    coverage = _coverage_wanted(coverage, sim, top, full, tops, verilog)
+    key = (sim, top, json.dumps(full, sort_keys=True), waves, public, str(verilog), coverage)
     raw_text = raw.read_text()
-    text = sim_verilog_text(raw_text, sim)
-    if key in _BUILT and _BUILT[key].verilog.read_text() == text:
-        return _BUILT[key]
 
     variant = "-waves" if waves else "-debug" if public else ""
     if verilog is not None:
         variant = f"-v{_sha256(raw_text)[:12]}{variant}"
+    if coverage:
+        variant += "-cov"
     build_dir = BUILD_ROOT / "sim" / sim / f"{top}-{param_hash(full)}{variant}"
+    if coverage:
+        from cimdv.tb.coverage import code as code_coverage
+
+        cache = build_dir.parent / f"{build_dir.name}.fsm.json"
+        text = code_coverage.coverage_copy(raw_text, top, full, tops=tops, cache=cache)
+    else:
+        text = sim_verilog_text(raw_text, sim)
+    if key in _BUILT and _BUILT[key].verilog.read_text() == text:
+        return _BUILT[key]
+
     build_dir.parent.mkdir(parents=True, exist_ok=True)
     verilog = build_dir / f"{top}.v"
     started = time.perf_counter()
@@ -422,6 +500,8 @@ def build(
             "waves": waves,
             "public": public,
         }
+        if coverage:
+            stamp["coverage"] = COVERAGE_FLAGS
         if sim == "verilator":
             stamp["verilator"] = verilator_version()
             stamp["vlt"] = _sha256(VLT_FILE.read_bytes())
@@ -449,6 +529,7 @@ def build(
                         timescale=TIMESCALE,
                         waves=waves,
                         log_file=log,
+                        build_args=list(COVERAGE_FLAGS) if coverage else [],
                     )
             except (RuntimeError, SystemExit) as exc:
                 raise RuntimeError(
@@ -458,7 +539,15 @@ def build(
             build_s = time.perf_counter() - started
             print(f"cimdv.sim: built {build_dir.relative_to(REPO_ROOT)} in {build_s:.1f} s")
     result = Build(
-        sim=sim, top=top, params=full, build_dir=build_dir, verilog=verilog, public=public, waves=waves, build_s=build_s
+        sim=sim,
+        top=top,
+        params=full,
+        build_dir=build_dir,
+        verilog=verilog,
+        public=public,
+        waves=waves,
+        build_s=build_s,
+        coverage=coverage,
     )
     _BUILT[key] = result
     return result
@@ -555,17 +644,20 @@ def run(
     debug: bool = False,
     tops=None,
     verilog: Path | None = None,
+    coverage: bool | None = None,
 ) -> RunResult:
     """Run the cocotb module ``test_module`` (a dotted name, e.g. ``cimdv.tb.core.tests``) on ``top``.
 
     Builds first if needed (see :func:`build`). ``seed`` sets ``COCOTB_RANDOM_SEED`` (random when None);
     ``testcase`` selects cocotb tests by name; ``extra_env`` is added to the simulator's environment;
-    ``verilog`` runs on that Verilog file instead of the generated one (see :func:`build`).
+    ``verilog`` runs on that Verilog file instead of the generated one, ``coverage`` on an instrumented build
+    (see :func:`build`). With ``CIMDV_COVERAGE_DIR`` set, the run sets ``CIMDV_FCOV_FILE`` for the bench and an
+    instrumented run writes its code coverage to ``$CIMDV_COVERAGE_DIR/code/`` (see :func:`coverage_files`).
     Raises :class:`AssertionError` listing the failing cocotb tests, the seed and a reproduce line.
     """
     if not test_module:
         raise ValueError("test_module is required (dotted name of a cocotb test module)")
-    result_build = build(top, params, sim, waves=waves, debug=debug, tops=tops, verilog=verilog)
+    result_build = build(top, params, sim, waves=waves, debug=debug, tops=tops, verilog=verilog, coverage=coverage)
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
     label = test_module + (f".{testcase if isinstance(testcase, str) else '+'.join(testcase)}" if testcase else "")
     test_dir = result_build.build_dir / "runs" / f"{_safe(label)}-s{seed}"
@@ -582,9 +674,11 @@ def run(
         factory=_factory_ref(top, tops),
         verilog=verilog,
     )
+    code_file, fcov_file = coverage_files(sim, top, result_build.params, label, seed)
     env = {
         PARAMS_ENV: json.dumps(result_build.params, sort_keys=True),
         "PYTHONWARNINGS": "error",
+        **({FCOV_ENV: str(fcov_file)} if fcov_file else {}),
         **(extra_env or {}),
     }
     print(f"cimdv.sim: {sim} {top} {test_module}{f' [{testcase}]' if testcase else ''} seed={seed}")
@@ -593,6 +687,9 @@ def run(
     runner.cimdv_env = env
     # Waves land in the run directory (Verilator writes dump.vcd there by itself).
     plusargs = [f"+dumpfile_path={test_dir / f'{top}.fst'}"] if sim == "icarus" and result_build.waves else []
+    if result_build.coverage and code_file is not None:
+        code_file.unlink(missing_ok=True)  # a stale file of an earlier run with this seed must not count
+        plusargs.append(f"+verilator+coverage+file+{code_file}")
     exit_code: int | str | None = 0
     with FileLock(f"{test_dir}.lock"):
         shutil.rmtree(test_dir, ignore_errors=True)
