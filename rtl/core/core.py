@@ -19,6 +19,7 @@ from .layouts import (
     CoreState,
     LineMode,
     MacroOp,
+    ProgState,
     input_beat_layout,
     output_beat_layout,
 )
@@ -27,9 +28,12 @@ from .neurons import NeuronArray
 from .regs import LINES_PER_WORD, NEURONS_PER_WORD, PROG_KEY, ErrorBit, register_map
 from .writeverify import WriteVerify
 
-__all__ = ["CimCore"]
+__all__ = ["CimCore", "DEBUG_SIGNATURE"]
 
 _MAX_LINES = 1024
+
+#: Read-only observation port of the core: controller and write-verify sequencer state.
+DEBUG_SIGNATURE = wiring.Signature({"state": Out(CoreState), "prog_state": Out(ProgState)})
 
 
 def _ceil_div(a, b):
@@ -79,6 +83,12 @@ class CimCore(wiring.Component):
         The macro's cell-programming port, driven by the :class:`WriteVerify` sequencer
         (docs/analog-boundary.md §6). IDLE unless a command was accepted, which needs
         ``PROG_KEY`` unlocked.
+    debug : :py:`Out(DEBUG_SIGNATURE)`
+        Read-only observation of the controller (``debug.state``, :class:`CoreState`) and of the
+        write-verify sequencer (``debug.prog_state``, :class:`ProgState`): the same registers as
+        ``STATUS.state`` and ``PROG_STATUS.state``, as ports so that a testbench sees the state
+        in the cycle a reset is applied (functional coverage of reset in every state;
+        docs/coverage.md). Nothing in the design reads them; a parent may leave them open.
 
     Timing
     ------
@@ -123,6 +133,7 @@ class CimCore(wiring.Component):
                 "error": Out(1),
                 "macro": Out(MacroSignature(lines=self.lines)),
                 "prog": Out(ProgramSignature(rows=rows, cols=cols)),
+                "debug": Out(DEBUG_SIGNATURE),
             }
         )
 
@@ -558,6 +569,8 @@ class CimCore(wiring.Component):
             regs.last_cycles.eq(last_cycles),
             regs.last_steps.eq(last_steps),
             regs.prog_status.eq(Cat(wv.busy, prog_done_q, unlocked, Const(0, 5), wv.state)),
+            self.debug.state.eq(state),
+            self.debug.prog_state.eq(wv.state),
             regs.prog_result.eq(Cat(wv.result.outcome, Const(0, 5), wv.result.reading, wv.result.iterations)),
             regs.prog_pulses.eq(Cat(wv.result.set_pulses, wv.result.reset_pulses)),
         ]

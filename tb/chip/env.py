@@ -137,7 +137,7 @@ class ChipTb:
                 self.devices[x, y] = device
                 self.prog_responders[x, y] = ProgramResponder(dut, device, prefix=tile_member("prog", x, y))
         self.port = port or StreamHostPort(dut, dut.clk)
-        self.client = HostClient(self.port)
+        self.client = HostClient(self.port, grid=(self.cols, self.rows))
 
     async def start(self):
         """Clock, reset, agents."""

@@ -1,6 +1,8 @@
 """Host commands and responses as Python values (docs/host-protocol.md), with the RTL's layouts,
 and :class:`HostClient`, the host API every chip bench uses over its own port driver."""
 
+import json
+import os
 import zlib
 from dataclasses import dataclass
 
@@ -8,6 +10,8 @@ import numpy as np
 
 from cimdv.rtl.chip.layouts import TILE_LANES
 from cimdv.rtl.host.protocol import CommandHeader, MvmFlags, Opcode, Rect, ReducedSum, ResponseHeader, Status
+from cimdv.tb.coverage import functional
+from cimdv.tb.sim import PARAMS_ENV
 from cimdv.tb.vip.codec import LayoutCodec
 
 from .packets import input_words, output_elements
@@ -136,6 +140,18 @@ def reduced_sums(payload):
     return np.array([d["sum"] for d in decoded], dtype=np.int64), np.array([d["sat"] for d in decoded], dtype=bool)
 
 
+def _grid_from_env():
+    """``(cols, rows)`` of the simulated chip from ``CIMDV_PARAMS`` (None outside a chip simulation)."""
+    try:
+        params = json.loads(os.environ.get(PARAMS_ENV, ""))
+    except ValueError:
+        return None
+    if not isinstance(params, dict) or not {"core_rows", "core_cols"} & set(params):
+        return None  # not a chip
+    cols, rows = params.get("cols"), params.get("rows")
+    return (cols, rows) if isinstance(cols, int) and isinstance(rows, int) else None
+
+
 class HostError(RuntimeError):
     """A response whose status was not the one expected."""
 
@@ -148,11 +164,21 @@ class HostClient:
     cocotb stream driver and the cocotb UART driver each provide one, so every chip test
     speaks to the chip through this same client. Tags count up, so a late answer to an
     earlier command can never be taken for the current one.
+
+    Every response is sampled into functional coverage (``host_status_cg``; and, for an MVM that ran,
+    ``chip_mvm_cg``: the rectangle's cores and the mode), so every bench built on the client samples
+    without doing anything. ``grid`` (``(cols, rows)``, from which the MVM bins derive) defaults to the
+    simulated chip's parameters (``CIMDV_PARAMS``); without either only the status is sampled.
+    ``coverage`` defaults to the process's model.
     """
 
-    def __init__(self, port):
+    def __init__(self, port, *, grid=None, coverage=None):
         self.port = port
         self._tag = 0
+        self.coverage = functional.model() if coverage is None else coverage
+        grid = _grid_from_env() if grid is None else grid
+        if grid is not None:
+            self.coverage.use_grid(*grid)
 
     def next_tag(self):
         self._tag = (self._tag + 1) & 0xFF
@@ -162,9 +188,21 @@ class HostClient:
         """Send raw command words; returns the parsed :class:`Response` (checks its tag)."""
         tag = _COMMAND.decode(words[0])["tag"]
         response = parse_response(await self.port.transact(list(words)))
+        self._sample(words, response)
         if check and response.tag != tag:
             raise HostError(f"response tag {response.tag} does not match the command's {tag}")
         return response
+
+    def _sample(self, words, response):
+        """Coverage of one response: its status, and the size and mode of an MVM that ran."""
+        opcode = _COMMAND.decode(words[0])["opcode"]
+        ran = response.status in (Status.OK, Status.CORE_ERROR, Status.TIMEOUT)
+        if opcode == Opcode.MVM.value and ran and len(words) > 3:
+            r, f = _RECT.decode(words[1]), _FLAGS.decode(words[2])
+            area = (r["x0"], r["y0"], r["x1"], r["y1"])
+            self.coverage.sample_host(opcode, response.status, rect=area, per_core=f["per_core"], reduce=f["reduce"])
+        else:
+            self.coverage.sample_host(opcode, response.status)
 
     async def command(self, opcode, args=(), *, expect=Status.OK, tag=None):
         """One command; raises :class:`HostError` unless the status is ``expect`` (None: any)."""

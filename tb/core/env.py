@@ -27,6 +27,7 @@ from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import ArrayDevice, ProgOp
 from cimdv.rtl.core.layouts import input_beat_layout, output_beat_layout
 from cimdv.rtl.core.regs import PROG_KEY, PROG_TIMING, ErrorBit, register_map
+from cimdv.tb.coverage import functional
 from cimdv.tb.scoreboard import InOrderScoreboard
 from cimdv.tb.vip.config import config_writes, decode_prog_result, default_config, prog_settings_writes
 from cimdv.tb.vip.csr import CsrMaster
@@ -41,6 +42,14 @@ CLOCK_NS = 10
 FAST_TIMING = {"T_INIT": 1, "T_SAMPLE": 1, "T_INTEG": 1, "T_COMPARE": 1, "T_DECR": 1, "T_NOISE": 1}
 #: Short write-verify timing for the DV tests (the contract allows 1; 2 and 3 keep them distinct).
 FAST_PROG_TIMING = {"T_PULSE": 2, "T_READ": 3}
+
+
+def _value(handle):
+    """Unsigned value of a port, None while it holds X or Z."""
+    try:
+        return handle.value.to_unsigned()
+    except ValueError:
+        return None
 
 
 def error_names(value):
@@ -137,6 +146,11 @@ class CoreTb:
         self.prog_monitor = ProgramMonitor(dut)
         self.prog_scoreboard = ProgramScoreboard()
         self.prog_monitor.add_callback(self.prog_scoreboard.on_item)
+        # Functional coverage (tb/coverage/functional.py), sampled per transaction: vectors in and out,
+        # ERROR reads, resets (the state on the debug port when reset is applied).
+        self.fcov = functional.model().use_core(self.pulse_bits)
+        self._error_addr = self.regmap["ERROR"].addr
+        self.csr.read_callbacks.append(self._on_csr_read)
 
     # ---- set-up --------------------------------------------------------------------------
     async def start(self, weights=None, macro=None):
@@ -157,8 +171,16 @@ class CoreTb:
         cocotb.start_soon(self._watch_done())
         await self.reset()
 
-    async def reset(self, cycles=3):
-        await FallingEdge(self.dut.clk)
+    async def reset(self, cycles=3, *, now=False):
+        """Hold ``rst`` for ``cycles`` clock cycles.
+
+        ``rst`` rises at the next falling edge, or at once with ``now`` (after waking on a change of the
+        debug state: the reset then lands in that state). The controller and sequencer state on the
+        ``debug`` port at that moment, the state the reset is applied in, is sampled for coverage.
+        """
+        if not now:
+            await FallingEdge(self.dut.clk)
+        self.fcov.sample_reset(_value(self.dut.debug__state), _value(self.dut.debug__prog_state))
         self.dut.rst.value = 1
         for _ in range(cycles):
             await FallingEdge(self.dut.clk)
@@ -396,6 +418,7 @@ class CoreTb:
         expected = self.reference.mvm(self.cfg, x)
         self.expected.append(expected)
         self.scoreboard.add_expected(expected)
+        self.fcov.sample_input(self.cfg, x)
 
     def _on_output_beat(self, beat):
         for e in beat["elems"]:
@@ -413,6 +436,11 @@ class CoreTb:
             )
         self.results.append(result)
         self.scoreboard.add_actual(result)
+        self.fcov.sample_output(self.cfg, result.sign, result.count, result.sat)
+
+    def _on_csr_read(self, addr, value):
+        if addr == self._error_addr:
+            self.fcov.sample_error_register(value)
 
     def check(self):
         """End-of-test checks: scoreboards drained, no macro- or programming-port contract violation."""

@@ -7,15 +7,15 @@ responder's contract checks. Each docstring names the testpoint it serves.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, SimTimeoutError, Timer, ValueChange, with_timeout
 
 from cimdv.model.exact import LineMode, MacroParams
 from cimdv.model.physical import PhysicalParams
 from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import BISTABLE_DEVICE, ArrayDevice, Outcome, ProgOp, WriteVerifyCodes, WriteVerifySettings
-from cimdv.rtl.core.layouts import CoreState
+from cimdv.rtl.core.layouts import CoreState, ProgState
 from cimdv.rtl.core.regs import NEURRAM_TIMING, PROG_KEY
-from cimdv.tb.core.env import FAST_TIMING, CoreTb, error_names
+from cimdv.tb.core.env import CLOCK_NS, FAST_TIMING, CoreTb, error_names
 from cimdv.tb.sim import params_from_env
 from cimdv.tb.vip.stream import cycle_pause
 
@@ -740,9 +740,10 @@ async def program_busy_interlock_and_abort(dut):
     await ClockCycles(dut.clk, 20)
     await tb.csr.write_fields("CTRL", abort=1)
     await tb.wait_done(10)
-    tb.prog_scoreboard.abandon()
     assert int(dut.prog__op.value) == 0
-    assert (await tb.read_prog_result())["outcome"] == Outcome.ABORTED
+    aborted = await tb.read_prog_result()
+    tb.prog_scoreboard.abandon(aborted)
+    assert aborted["outcome"] == Outcome.ABORTED
     assert await tb.csr.read_field("STATUS", "aborted") == 1
     # Abort truncates the operation in progress: exactly one hold-time report, for it.
     violations = tb.prog_contract.violations
@@ -753,6 +754,120 @@ async def program_busy_interlock_and_abort(dut):
     await tb.prog_configure()
     await tb.program_cell(0, 1, settings)
     tb.check()
+
+
+# ---- reset in every state ---------------------------------------------------------------
+
+
+async def _wait_port(handle, value, cycles):
+    """Wait until the port ``handle`` reads ``value`` (wakes on its changes only); False after ``cycles``."""
+
+    async def changes():
+        await Timer(1, "step")  # out of a ReadOnly phase: the reset may be written in this very cycle
+        while _port(handle) != value:
+            await ValueChange(handle)
+
+    try:
+        await with_timeout(changes(), cycles * CLOCK_NS, "ns")
+    except SimTimeoutError:
+        return False
+    return True
+
+
+def _port(handle):
+    try:
+        return handle.value.to_unsigned()
+    except ValueError:
+        return None
+
+
+async def _reset_in(tb, port, state, label, cycles=5000):
+    """Wait for ``state`` on the debug ``port``, apply reset in that very cycle, and clean the bench up."""
+    reached = await _wait_port(port, state.value, cycles)
+    assert reached, f"{label}: the core never reached {state.name} (state {_port(tb.dut.debug__state)})"
+    await tb.reset(now=True)
+    tb.in_bus.valid.value = 0
+    tb.sink.pause = None
+    await ClockCycles(tb.dut.clk, 2)
+    # Bench state of the interrupted transaction: partial vectors, predictions, truncated operations.
+    tb._in_elems.clear()
+    tb._out_elems.clear()
+    tb.scoreboard.expected.clear()
+    tb.expected.clear()
+    tb.prog_scoreboard.abandon()
+    for checker in (tb.contract, tb.prog_contract):
+        others = [v for v in checker.violations if "held" not in v]
+        assert not others, f"{label}: contract violations besides the truncated operation: {others}"
+        checker.violations.clear()
+    assert int(tb.dut.macro__op.value) == 0 and int(tb.dut.prog__op.value) == 0, f"{label}: ports not IDLE"
+    for reg in tb.regmap:
+        if reg.access != "wo":
+            got = await tb.csr.read(reg.name)
+            assert got == reg.reset, f"{label}: {reg.name} reads 0x{got:08x} after reset, reset value 0x{reg.reset:08x}"
+
+
+async def _mvm_after_reset(tb, label):
+    """The next MVM after a reset runs exactly (fresh macro state in the responder and the model)."""
+    cfg = tb.config()
+    tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
+    before = len(tb.results)
+    await tb.configure(cfg, batch=1)
+    error = await tb.run(tb.random_inputs(1, cfg))
+    assert error == 0, f"{label}: ERROR {error_names(error)} on the MVM after reset"
+    assert len(tb.results) == before + 1, f"{label}: no output vector after reset"
+    tb.check()
+
+
+@cocotb.test()
+async def reset_in_every_state(dut):
+    """Testpoint reset_states: reset applied in every controller state (CoreState) and every write-verify
+    sequencer state (ProgState), seen on the core's debug port; every register reads its reset value and
+    the next MVM is exact. Samples reset_state_cg, which must be complete at the end."""
+    tb = await make_tb(dut)
+    slow = {"T_INIT": 4, "T_SAMPLE": 3, "T_INTEG": 3, "T_COMPARE": 3, "T_DECR": 2, "T_NOISE": 2}
+    state = dut.debug__state
+    for target in CoreState:
+        label = f"reset in {target.name}"
+        tasks = []
+        if target == CoreState.PROGRAM:
+            await tb.unlock()
+            await tb.prog_configure()
+            await tb.start_program(0, 0, WriteVerifySettings(target=80))
+        elif target != CoreState.IDLE:
+            cfg = tb.config(noise_pulses=2)
+            tb.load_weights(tb.weights, MacroParams(delta=max(1, gain_delta(tb, cfg) // 4)))
+            await tb.configure(cfg, batch=1, timing=slow)
+            x = tb.random_inputs(1, cfg)[0]
+            beats = tb.beats(x)
+            if target == CoreState.LOAD:
+                beats = []
+            elif target == CoreState.DRAIN:
+                beats = tb.beats(x, last_at=len(beats))[: len(beats)]  # the final beat without last
+            elif target == CoreState.OUTPUT:
+                tb.sink.pause = cycle_pause((1,))
+            await tb.csr.write_fields("CTRL", start=1)
+            tasks.append(cocotb.start_soon(tb.source.send(beats)))
+        await _reset_in(tb, state, target, label)
+        for task in tasks:
+            task.cancel()
+        await _mvm_after_reset(tb, label)
+    # The sequencer: a stuck-low cell (SET loop to the pulse limit, failed iterations) passes every state
+    # but CONFIRM; a cell already in the window passes CONFIRM.
+    device = ArrayDevice((tb.rows, tb.cols), DeviceParams(stuck_fraction=0.0), seed=tb.seed)
+    tb.load_device(device)
+    failing = WriteVerifySettings(target=80, set_start=60, set_end=80, set_step=10, pulse_limit=2, iter_limit=2)
+    for target in ProgState:
+        label = f"reset in write-verify {target.name}"
+        if target != ProgState.IDLE:
+            in_window = target == ProgState.CONFIRM
+            device.force((0, 0), g_uS=20.0 if in_window else 2.0, stuck=not in_window)
+            await tb.unlock()
+            await tb.prog_configure()
+            await tb.start_program(0, 0, failing)
+        await _reset_in(tb, dut.debug__prog_state, target, label)
+        await _mvm_after_reset(tb, label)
+    holes = tb.fcov.holes(["reset_state_cg"])["reset_state_cg"]
+    assert not holes, f"reset states never sampled: {holes}"
 
 
 @cocotb.test(expect_fail=True)

@@ -22,6 +22,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, FallingEdge, ReadOnly, SimTimeoutError, Timer, with_timeout
 
 from cimdv.rtl.noc.mesh import parse_edge_ports
+from cimdv.tb.coverage import functional
 from cimdv.tb.noc.model import MeshModel
 from cimdv.tb.noc.scoreboard import PacketScoreboard
 from cimdv.tb.noc.traffic import TrafficGenerator
@@ -56,7 +57,7 @@ class MeshTb:
         edges = parse_edge_ports(params["edge_ports"], cols=params["cols"], rows=params["rows"])
         self.model = MeshModel(params["cols"], params["rows"], params["order"], edges)
         self.traffic = TrafficGenerator(self.model, self.rng)
-        self.scoreboard = PacketScoreboard(self.model, latency=latency)
+        self.scoreboard = PacketScoreboard(self.model, latency=latency, coverage=functional.model())
         self.scoreboard.on_idle(self._on_idle)
         self._idle = Event()
         self._trace = []  # (cycle, endpoint, data, last) of every delivered flit

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from cimdv.tb.noc.traffic import parse_header
 
-__all__ = ["PacketScoreboard", "LatencyBound"]
+__all__ = ["PacketScoreboard", "LatencyBound", "UNCONTENDED"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class LatencyBound:
 
     def __call__(self, routers):
         return self.per_router * routers + self.constant
+
+
+#: Header latency of a packet that waits for nothing: 2 cycles per router passed (docs/noc.md, "Latency").
+#: A delivered copy above it waited behind another packet (or for its eject port): it was contended.
+UNCONTENDED = LatencyBound(per_router=2, constant=0)
 
 
 @dataclass
@@ -72,10 +77,14 @@ class PacketScoreboard:
         be at most ``latency(routers)``; only meaningful without contention.
     max_reported : int
         Problems listed in full by :meth:`check`.
+    coverage : cimdv.tb.coverage.functional.FunctionalCoverage or None
+        If set, every injected header (multicast rectangle or drop) and every delivered copy (source,
+        destination, contended: header latency above :data:`UNCONTENDED`) is sampled into it.
     """
 
-    def __init__(self, model, *, name="noc", latency=None, max_reported=8):
+    def __init__(self, model, *, name="noc", latency=None, max_reported=8, coverage=None):
         self.model = model
+        self.coverage = None if coverage is None else coverage.use_mesh(model)
         self.name = name
         self.latency = latency
         self.max_reported = max_reported
@@ -109,6 +118,8 @@ class PacketScoreboard:
             self.injected_packets += 1
             self.expected_misroutes += route.misroutes
             self.expected_errors += route.errors
+            if self.coverage is not None:
+                self.coverage.sample_noc_header(self.model, src, (h["x0"], h["y0"], h["x1"], h["y1"]), route)
             for dst in route.deliveries:
                 self.queues.setdefault((src, dst), deque()).append(pkt)
                 self.outstanding += 1
@@ -155,6 +166,8 @@ class PacketScoreboard:
         routers = want.route.deliveries[dst]
         latency = arriving.cycle - want.cycle
         self.latencies.append((src, dst, routers, latency, cycle - want.cycle, len(flits)))
+        if self.coverage is not None:
+            self.coverage.sample_noc_delivery(src, dst, latency > UNCONTENDED(routers))
         if self.latency is not None and latency > self.latency(routers):
             self.problems.append(
                 f"{src} -> {dst}: header latency {latency} cycles over {routers} router(s) exceeds the bound "

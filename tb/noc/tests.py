@@ -11,13 +11,13 @@ import cocotb
 
 from cimdv.tb.noc.env import MeshTb
 from cimdv.tb.noc.model import tile
-from cimdv.tb.noc.scoreboard import LatencyBound
+from cimdv.tb.noc.scoreboard import UNCONTENDED
 from cimdv.tb.sim import params_from_env
 
 DEFAULTS = {"cols": 3, "rows": 3, "order": "xy", "depth": 2, "edge_ports": [["W", 0], ["S", 1]]}
 
 #: Uncontended header latency: 2 cycles per router passed (docs/noc.md, "Latency").
-LATENCY = LatencyBound(per_router=2, constant=0)
+LATENCY = UNCONTENDED
 
 
 async def make_tb(dut, **knobs):

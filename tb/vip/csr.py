@@ -21,6 +21,11 @@ class CsrMaster:
     regmap : cimdv.rtl.core.regs.RegisterMap
     prefix : str
         Member name of the bus (``csr``).
+
+    Attributes
+    ----------
+    read_callbacks : list of callable
+        Called with ``(addr, value)`` after every read (transaction-level observers such as coverage).
     """
 
     def __init__(self, dut, clock, regmap, prefix="csr"):
@@ -32,6 +37,7 @@ class CsrMaster:
         self.clock = clock
         self.regmap = regmap
         self._lock = Lock()
+        self.read_callbacks = []
         self.w_stb.value = 0
         self.r_stb.value = 0
         self.addr.value = 0
@@ -66,7 +72,11 @@ class CsrMaster:
             await FallingEdge(self.clock)
             self.r_stb.value = 0
             await ReadOnly()
-            return self.r_data.value.to_unsigned()
+            value = self.r_data.value.to_unsigned()
+        addr = self._addr(reg)
+        for callback in self.read_callbacks:
+            callback(addr, value)
+        return value
 
     def encode(self, reg, **fields):
         """Register value with the named fields set (others at their reset value)."""

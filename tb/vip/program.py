@@ -23,6 +23,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, ReadWrite, ValueChange
 
 from cimdv.model.writeverify import ProgOp, WriteVerifyRef
+from cimdv.tb.coverage import functional
 from cimdv.tb.vip.agent import Agent
 
 __all__ = ["ProgItem", "ProgramResponder", "ProgramContractChecker", "ProgramMonitor", "ProgramScoreboard"]
@@ -264,9 +265,14 @@ class ProgramScoreboard:
     After the first wrong operation of a command the reference is out of step with the RTL,
     so the rest of that command's operations are not compared (the first difference is the
     one that matters).
+
+    Every command's end (:meth:`check_result`, or :meth:`abandon` with the result registers) is
+    sampled into functional coverage (``prog_outcome_cg``: outcome, iterations against the
+    command's ``iter_limit``); ``coverage`` defaults to the process's model.
     """
 
-    def __init__(self, name="program", max_reported=5):
+    def __init__(self, name="program", max_reported=5, coverage=None):
+        self.coverage = functional.model() if coverage is None else coverage
         self.name = name
         self.max_reported = max_reported
         self.mismatches = []
@@ -288,9 +294,15 @@ class ProgramScoreboard:
         self._desync = False
         self.commands += 1
 
-    def abandon(self):
-        """The current command was aborted: stop comparing it."""
+    def abandon(self, result=None):
+        """The current command was aborted: stop comparing it (``result``: its result registers, sampled)."""
+        if result is not None:
+            self._sample(result)
         self.ref = None
+
+    def _sample(self, result):
+        limit = self.ref.settings.iter_limit if self.ref is not None else None
+        self.coverage.sample_prog_result(result["outcome"], result["iterations"], limit)
 
     def on_item(self, item):
         ref = self.ref
@@ -326,6 +338,7 @@ class ProgramScoreboard:
             self.mismatches.append(f"{self.name}: a result with no programming command accepted")
             return
         self.results.append((self.cell, result))
+        self._sample(result)
         if self._desync:
             return
         if not ref.done:
