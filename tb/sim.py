@@ -810,7 +810,8 @@ if __name__ == "__main__":
 
 
 def cocotb_test_names(module: str) -> list[str]:
-    """Names of the ``@cocotb.test`` functions of a dotted module, found by AST (the module is not imported)."""
+    """Names of the cocotb tests of a dotted module, found by AST (the module is not imported): ``@cocotb.test``
+    functions and ``@pyuvm.test`` classes (pyuvm registers each as a cocotb test of the class's name)."""
     import ast
     import importlib.util
 
@@ -818,10 +819,11 @@ def cocotb_test_names(module: str) -> list[str]:
     if spec is None or spec.origin is None:
         raise ValueError(f"module {module!r} not found")
     names = []
+    decorators = {ast.AsyncFunctionDef: "cocotb.test", ast.ClassDef: "pyuvm.test"}
     for node in ast.parse(Path(spec.origin).read_text()).body:
-        if isinstance(node, ast.AsyncFunctionDef):
+        if type(node) in decorators:
             for deco in node.decorator_list:
                 target = deco.func if isinstance(deco, ast.Call) else deco
-                if ast.unparse(target) == "cocotb.test":
+                if ast.unparse(target) == decorators[type(node)]:
                     names.append(node.name)
     return names
