@@ -84,10 +84,11 @@ class MacroProbe:
 
     It has the ``apply`` of a macro state (what :class:`~cimdv.tb.vip.macro.MacroResponder` calls), so
     it costs no wake-up: a vector starts at INIT and ends at the first IDLE after a COMPARE, when
-    ``publish`` receives its :class:`MacroTxn`.
+    ``publish`` receives its :class:`MacroTxn`. ``now`` gives the time stamps (default: simulation ns).
     """
 
-    def __init__(self, state, xy, kind, noise, publish, first_index=0):
+    def __init__(self, state, xy, kind, noise, publish, first_index=0, now=None):
+        self.now = now or (lambda: get_sim_time("ns"))
         self.state = state
         self.xy = xy
         self.kind = kind
@@ -95,6 +96,18 @@ class MacroProbe:
         self.publish = publish
         self.index = first_index
         self._open = None
+
+    @property
+    def rows(self):
+        return self.state.rows
+
+    @property
+    def cols(self):
+        return self.state.cols
+
+    @property
+    def integrator(self):
+        return self.state.integrator
 
     def apply(self, op, *, drive_bits=None, dec_up_bits=None, backward=None):
         result = self.state.apply(op, drive_bits=drive_bits, dec_up_bits=dec_up_bits, backward=backward)
@@ -104,7 +117,7 @@ class MacroProbe:
             if rec is not None and rec["compares"]:
                 self._close()
             self._open = rec = {
-                "t": get_sim_time("ns"),
+                "t": self.now(),
                 "backward": bool(backward),
                 "compares": [],
                 "integ": None,
@@ -142,7 +155,7 @@ class MacroProbe:
                 decrements=rec[MacroOp.DECREMENT],
                 noise_ops=rec[MacroOp.NOISE],
                 t_start_ns=rec["t"],
-                t_end_ns=get_sim_time("ns"),
+                t_end_ns=self.now(),
             )
         )
         self.index += 1

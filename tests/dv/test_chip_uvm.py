@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cimdv.tb import sim as simflow
+from cimdv.tb.chip.env import TRACE_ENV
 
 
 def _chips():
@@ -39,3 +40,23 @@ def test_uvm_tests_are_found():
     assert len(TESTS) >= 9
     assert set(NEGATIVE) <= set(TESTS)
     assert not [(a, b) for a in TESTS for b in TESTS if a != b and a.endswith(b)]
+
+
+def test_uvm_simulators_agree(seed, tmp_path):
+    """Same seed, noisy physical macros on every tile: Icarus and Verilator give identical responses at
+    identical times (the sequences' draws, the macro agents' noise and the monitors' timing agree)."""
+    traces = {}
+    for sim in simflow.SIMULATORS:
+        out = tmp_path / f"{sim}.jsonl"
+        simflow.run(
+            "chip",
+            CHIPS["2x2_32"],
+            sim,
+            MODULE,
+            testcase="UvmNoisyLayerTest",
+            seed=seed,
+            extra_env={TRACE_ENV: str(out)},
+        )
+        traces[sim] = out.read_text().splitlines()
+    assert len(traces["icarus"]) > 10
+    assert traces["icarus"] == traces["verilator"]
