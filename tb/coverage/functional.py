@@ -29,6 +29,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import fnmatch
+import functools
 import itertools
 import os
 import tomllib
@@ -47,6 +48,7 @@ from cimdv.rtl.host.protocol import Opcode, Status
 __all__ = [
     "FCOV_ENV",
     "PREFIX",
+    "WAIVERS_PATH",
     "CORE_GROUPS",
     "CLOSURE_GROUPS",
     "Point",
@@ -60,6 +62,10 @@ __all__ = [
     "merge_functional",
     "load_waivers",
     "group_specs",
+    "input_values",
+    "output_values",
+    "bins_hit",
+    "planned_bins",
     "in_bits_label",
     "pulse_buckets",
     "pulse_bucket",
@@ -71,6 +77,8 @@ __all__ = [
     "endpoint_label",
 ]
 
+#: The project's waiver file (``[[functional]]`` entries are this module's; ``[[code]]`` code coverage's).
+WAIVERS_PATH = Path(__file__).resolve().parents[2] / "docs" / "coverage_waivers.toml"
 #: Environment variable naming the file a simulation process exports its coverage to.
 FCOV_ENV = "CIMDV_FCOV_FILE"
 #: Root of this model's items in cocotb-coverage's database.
@@ -157,6 +165,7 @@ def _cross(name, points, legal: Callable[..., bool] | None = None) -> Cross:
 # Bin derivation and classification (shared by the sampling and the closure's generator).
 
 
+@functools.cache
 def _core_regmap(pulse_bits=8):
     return register_map(rows=1, cols=1, pulse_bits=pulse_bits)
 
@@ -175,28 +184,31 @@ def in_bits_label(value: int) -> str:
     return f"in_bits={value}"
 
 
-def _legal_in_bits() -> dict[int, list[bool]]:
+@functools.cache
+def _legal_in_bits() -> dict[int, tuple[bool, ...]]:
     """``{in_bits: [signedness legal with it]}`` over the MODE.in_bits field (model's IN_BITS rule)."""
     legal = {}
     for v in _field_values("MODE", "in_bits"):
-        ok = [s for s in (False, True) if "IN_BITS" not in _errors(in_bits=v, signed=s)]
+        ok = tuple(s for s in (False, True) if "IN_BITS" not in _errors(in_bits=v, signed=s))
         if ok:
             legal[v] = ok
     return legal
 
 
+@functools.cache
 def _legal_out_bits() -> dict[int, int]:
     """``{out_bits: largest legal MAX_COUNT}`` over the MODE.out_bits field (OUT_BITS and MAX_COUNT rules)."""
     legal = {}
     for v in _field_values("MODE", "out_bits"):
         if "OUT_BITS" in _errors(out_bits=v, max_count=0):
             continue
-        legal[v] = max(m for m in _field_values("MAX_COUNT", "max_count") if "MAX_COUNT" not in _errors(
-            out_bits=v, max_count=m))
+        counts = _field_values("MAX_COUNT", "max_count")
+        legal[v] = max(m for m in counts if "MAX_COUNT" not in _errors(out_bits=v, max_count=m))
     return legal
 
 
-def pulse_buckets(pulse_bits: int = 8) -> list[tuple[str, int, int]]:
+@functools.cache
+def pulse_buckets(pulse_bits: int = 8) -> tuple[tuple[str, int, int], ...]:
     """``[(label, lo, hi)]`` covering the legal pulse multipliers 1 .. 2**pulse_bits - 1.
 
     The top is the largest value of the MODE.pulse_mult field that some legal input width accepts
@@ -210,11 +222,11 @@ def pulse_buckets(pulse_bits: int = 8) -> list[tuple[str, int, int]]:
     lo = 2
     while lo < top:
         hi = min(2 * lo - 1, top - 1)
-        buckets.append((f"pulse_mult={lo}..{hi}", lo, hi))
+        buckets.append((f"pulse_mult={lo}..{hi}" if hi > lo else f"pulse_mult={lo}", lo, hi))
         lo = hi + 1
     if top > 1:
         buckets.append((f"pulse_mult={top}", top, top))
-    return buckets
+    return tuple(buckets)
 
 
 def pulse_bucket(value: int, pulse_bits: int = 8) -> str | None:
@@ -333,12 +345,14 @@ def endpoint_label(endpoint) -> str:
     return f"{endpoint[0]}{endpoint[1]}"
 
 
+@functools.cache
 def _outcomes() -> tuple[str, ...]:
     """ProgOutcome members a command can end with: all but PROG_RESULT.outcome's reset value (none yet)."""
     none = _core_regmap()["PROG_RESULT"].field("outcome").reset
     return tuple(o.name for o in ProgOutcome if o.value != none)
 
 
+@functools.cache
 def _error_bits() -> tuple[str, ...]:
     return tuple(name for name, _ in sorted(ErrorBit.names().items(), key=lambda kv: kv[1]) if name != "CONFIG")
 
@@ -461,6 +475,68 @@ _PARAMETER_FREE = ("core_errors_cg", "reset_state_cg", "prog_outcome_cg", "host_
 
 
 # ---------------------------------------------------------------------------------------------
+# What one core transaction samples, as point values; and the bins such values hit.
+
+
+def input_values(cfg: CoreConfig, x: Sequence[int], pulse_bits: int = 8) -> dict[str, dict]:
+    """``{group: {point: label(s)}}`` one input vector accepted under ``cfg`` samples."""
+    signedness = "signed" if cfg.signed else "unsigned"
+    return {
+        "core_input_cg": {
+            "in_bits": in_bits_label(cfg.in_bits),
+            "signedness": signedness,
+            "direction": "backward" if cfg.backward else "forward",
+        },
+        "pulse_mult_cg": {"pulse_mult": pulse_bucket(cfg.pulse_mult, pulse_bits)},
+        "input_extremes_cg": {"vector": vector_kind(x, cfg.in_range), "signedness": signedness},
+    }
+
+
+def output_values(cfg: CoreConfig, sign, count, sat) -> dict[str, dict]:
+    """``{group: {point: label(s)}}`` one output vector (``n_out`` neurons) under ``cfg`` samples."""
+    mask = np.asarray(cfg.out_mask[: cfg.n_out], dtype=bool)
+    sign = np.asarray(sign, dtype=bool)
+    count = np.asarray(count)
+    return {
+        "core_output_cg": {
+            "out_bits": f"out_bits={cfg.out_bits}",
+            "saturation": saturation_kinds(sign[mask], np.asarray(sat, dtype=bool)[mask]),
+            "mask": mask_kind(mask),
+        },
+        "count_buckets_cg": {
+            "count": _count_buckets(count[mask], cfg.out_bits),
+            "count_positive": _count_buckets(count[mask & ~sign], cfg.out_bits),
+            "count_negative": _count_buckets(count[mask & sign], cfg.out_bits),
+        },
+    }
+
+
+def bins_hit(spec: GroupSpec, values: Mapping[str, object]) -> set[str]:
+    """The ``item/label`` bins of ``spec`` that one sample of ``values`` hits (what cocotb-coverage counts)."""
+    labels = {}
+    for p in spec.points:
+        v = values.get(p.name)
+        if v is None:
+            found = set()
+        elif p.multi:
+            found = set(v) & set(p.bins)
+        else:
+            found = {v} & set(p.bins)
+        labels[p.name] = found
+    hit = {f"{name}/{label}" for name, found in labels.items() for label in found}
+    for c in spec.crosses:
+        for combo in itertools.product(*(sorted(labels[i]) for i in c.items)):
+            if combo not in c.ignore:
+                hit.add(f"{c.name}/{CROSS_SEP.join(combo)}")
+    return hit
+
+
+def planned_bins(spec: GroupSpec) -> set[str]:
+    """Every ``item/label`` bin of ``spec``."""
+    return {f"{item}/{label}" for item, labels in spec.planned().items() for label in labels}
+
+
+# ---------------------------------------------------------------------------------------------
 # Instances: the cocotb-coverage items of one prefix.
 
 
@@ -578,28 +654,13 @@ class FunctionalCoverage:
     # ---- sampling: core ------------------------------------------------------------------
     def sample_input(self, cfg: CoreConfig, x: Sequence[int]) -> None:
         """One input vector accepted by the core under ``cfg`` (from the input monitor)."""
-        signedness = "signed" if cfg.signed else "unsigned"
-        self._group("core_input_cg").sample(
-            in_bits=in_bits_label(cfg.in_bits), signedness=signedness,
-            direction="backward" if cfg.backward else "forward",
-        )
-        self._group("pulse_mult_cg").sample(pulse_mult=pulse_bucket(cfg.pulse_mult, self._params.get("pulse_bits", 8)))
-        self._group("input_extremes_cg").sample(vector=vector_kind(x, cfg.in_range), signedness=signedness)
+        for name, values in input_values(cfg, x, self._params.get("pulse_bits", 8)).items():
+            self._group(name).sample(**values)
 
     def sample_output(self, cfg: CoreConfig, sign, count, sat) -> None:
         """One output vector (``n_out`` neurons) under ``cfg`` (from the output monitor)."""
-        mask = np.asarray(cfg.out_mask[: cfg.n_out], dtype=bool)
-        sign = np.asarray(sign, dtype=bool)
-        count = np.asarray(count)
-        self._group("core_output_cg").sample(
-            out_bits=f"out_bits={cfg.out_bits}", saturation=saturation_kinds(sign[mask], np.asarray(sat)[mask]),
-            mask=mask_kind(mask),
-        )
-        self._group("count_buckets_cg").sample(
-            count=_count_buckets(count[mask], cfg.out_bits),
-            count_positive=_count_buckets(count[mask & ~sign], cfg.out_bits),
-            count_negative=_count_buckets(count[mask & sign], cfg.out_bits),
-        )
+        for name, values in output_values(cfg, sign, count, sat).items():
+            self._group(name).sample(**values)
 
     def sample_error_register(self, value: int) -> None:
         """A read of the ERROR register: every bit set."""
@@ -653,17 +714,18 @@ class FunctionalCoverage:
 
     # ---- reading -------------------------------------------------------------------------
     def database(self) -> dict:
-        """This instance's items in cocotb-coverage's YAML layout (see :func:`export`)."""
+        """This instance's items in cocotb-coverage's YAML layout (see :func:`export`), keyed under
+        :data:`PREFIX` whatever the instance's own prefix."""
         out = {}
         for name, group in self.groups.items():
             total = hit = 0
             for item, bins in group.hits().items():
                 covered = sum(1 for h in bins.values() if h > 0)
-                key = f"{self.prefix}.{name}.{item}"
-                out[key] = _item_entry(type(coverage_db[key]).__name__, bins, covered)
+                kind = type(coverage_db[f"{self.prefix}.{name}.{item}"]).__name__
+                out[f"{PREFIX}.{name}.{item}"] = _item_entry(kind, bins, covered)
                 total += len(bins)
                 hit += covered
-            out[f"{self.prefix}.{name}"] = _group_entry(total, hit)
+            out[f"{PREFIX}.{name}"] = _group_entry(total, hit)
         return out
 
     def holes(self, names: Iterable[str] | None = None) -> dict[str, list[str]]:
