@@ -4,8 +4,10 @@ Steps, every output in ``build/mutation/`` (``--out``):
 
 1. the top's Verilog from Amaranth (:func:`cimdv.tb.sim.generate_verilog`) at a small geometry, copied to
    ``<top>.v`` so that Yosys' cell names and ``src`` tags carry a short relative path;
-2. Yosys ``read_verilog; hierarchy; proc; opt_clean``, saved as ``design.il``; the unmutated design written
-   back through the same path (``original.v``); ``mutate -list N -seed S -o mutations.ys``;
+2. Yosys ``read_verilog; hierarchy; proc; opt; wreduce; opt_clean``, saved as ``design.il``; the unmutated
+   design written back through the same path (``original.v``); ``mutate -list N -seed S -o mutations.ys``.
+   ``opt``/``wreduce`` first merge duplicate cells and drop constant register bits and unused widths, which
+   would otherwise give many mutants that cannot change anything;
 3. one Yosys run writes every mutant (``mutants/mNNN.v``: ``design -load``, the ``mutate`` command,
    ``write_verilog``), same ports as the original;
 4. sanity run: the smoke suite on ``original.v`` must pass, or the flow stops (exit 2);
@@ -49,6 +51,7 @@ __all__ = [
     "make_report",
     "parse_mutations",
     "parse_sat_counterexample",
+    "parse_unproven",
     "run_flow",
     "run_smoke",
 ]
@@ -63,6 +66,7 @@ SMOKE_MODULE = "cimdv.tb.core.tests"
 #: checker-negative tests check the bench, not the DUT, and are left out). Order = cocotb's run order.
 SMOKE_TESTS = (
     "csr_reset_values",
+    "csr_write_readback",
     "zero_input",
     "all_max_unsigned",
     "all_min_signed",
@@ -216,7 +220,7 @@ def prepare(raw: Path, top: str, out: Path, *, count: int, seed: int, options: S
     shutil.copyfile(raw, out / f"{top}.v")
     extra = "".join(f" {word}" for word in options)
     _yosys_checked(
-        f"read_verilog {top}.v\nhierarchy -top {top}\nproc\nopt_clean\nwrite_rtlil design.il\n"
+        f"read_verilog {top}.v\nhierarchy -top {top}\nproc\nopt\nwreduce\nopt_clean\nwrite_rtlil design.il\n"
         f"write_verilog -noattr original.v\nmutate -list {count} -seed {seed}{extra} -o mutations.ys\n",
         out,
         out / "prepare.log",
@@ -288,8 +292,9 @@ def classify_survivor(
        ``sat -seq bmc_steps``. A counterexample is an output that differs: ``verdict = "observable"``
        (the smoke suite misses a real difference: a testbench gap).
     2. Otherwise ``equiv_make``/``equiv_simple``/``equiv_induct -seq induct_steps``: when every ``$equiv``
-       cell on an output port is proven, ``verdict = "equivalent"`` (outputs never diverge once both agree,
-       and both start from the same initial register values).
+       cell (every signal of the same name in both) is proven, ``verdict = "equivalent"`` (the designs never
+       diverge once they agree, and both start from the same initial register values). An unproven cell on an
+       internal signal is not taken as proof for the outputs (the induction assumes it).
     3. Otherwise ``verdict = "bounded"``: no output difference within ``bmc_steps`` cycles of reset.
 
     A mutation of a register's clock port is outside SAT's model (every register steps once per time step):
@@ -356,38 +361,28 @@ def classify_survivor(
         }
     result["equiv_s"] = round(time.perf_counter() - started, 2)
     log = (work / "equiv.log").read_text(errors="replace")
-    unproven = _unproven_outputs(log, out, top)
-    if unproven is not None and not unproven:
+    if "Equivalence successfully proven!" in log:
         return result | {
             "verdict": "equivalent",
-            "reason": f"equivalent: every output proven equal (yosys equiv_induct, {induct_steps} steps; no "
-            f"difference within {bmc_steps - 1} cycles of reset)",
+            "reason": f"equivalent (proven by induction: yosys equiv_induct, {induct_steps} steps, every signal; "
+            f"no output difference within {bmc_steps - 1} cycles of reset)",
         }
-    detail = f"unproven at output {', '.join(unproven)}" if unproven else "equivalence proof incomplete"
+    unproven = parse_unproven(log)
+    detail = f"unproven: {', '.join(unproven[:4])}" if unproven else "equivalence proof incomplete"
     return result | {
         "verdict": "bounded",
-        "unproven_outputs": unproven or [],
-        "reason": f"no output difference within {bmc_steps - 1} cycles of reset (bounded check); {detail}",
+        "unproven": unproven,
+        "reason": f"no output difference within {bmc_steps - 1} cycles of reset (bounded check); not proven "
+        f"equivalent ({detail})",
     }
 
 
-_UNPROVEN = re.compile(r"^\s*Unproven \$equiv \S+: \\?(\S+) \\?(\S+)", re.MULTILINE)
+_UNPROVEN = re.compile(r"^\s*Unproven \$equiv \S+: \\?(.+?)_gold( \[\d+(?::\d+)?\])? ", re.MULTILINE)
 
 
-def _unproven_outputs(log_text: str, out: Path, top: str) -> list[str] | None:
-    """Output ports of ``top`` whose ``$equiv`` cell ``equiv_status`` lists as unproven; None without a status."""
-    if "Found" not in log_text or "$equiv cells in" not in log_text:
-        return None
-    ports = set(_output_ports((out / "original.v").read_text(), top))
-    names = {match[0] for match in _UNPROVEN.findall(log_text)} | {match[1] for match in _UNPROVEN.findall(log_text)}
-    return sorted(p for p in ports if p in names)
-
-
-def _output_ports(text: str, top: str) -> list[str]:
-    body = re.search(rf"^module\s+{re.escape(top)}\s*\(.*?^endmodule", text, re.MULTILINE | re.DOTALL)
-    if body is None:
-        raise FlowError(f"module {top} not found in original.v")
-    return re.findall(r"^\s*output\s+(?:\[[^\]]*\]\s*)?\\?(\S+?)\s*;", body[0], re.MULTILINE)
+def parse_unproven(log_text: str) -> list[str]:
+    """Signals (gold-side names, with their bit) that Yosys ``equiv_status`` lists as unproven."""
+    return sorted({name + (bits or "").replace(" ", "") for name, bits in _UNPROVEN.findall(log_text)})
 
 
 # --- smoke runs ----------------------------------------------------------------------------------
