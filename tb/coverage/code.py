@@ -393,6 +393,11 @@ _DAT_LINE = re.compile(r"^C '(.*)' (\d+)$")
 _MANGLED = re.compile(r"__0([0-9a-fA-F]{2})")
 
 
+def _demangle(name: str) -> str:
+    """A name as Verilator writes it in coverage comments (``__0XX``: the character XX) -> the Verilog name."""
+    return _MANGLED.sub(lambda m: chr(int(m[1], 16)), name)
+
+
 def read_dat(path: Path) -> dict[str, int]:
     """The points of a Verilator coverage file: raw key -> count. :class:`ValueError` on a malformed file."""
     path = Path(path)
@@ -474,11 +479,12 @@ def _points(raw: Mapping[str, int], source: "_Sources | None" = None) -> tuple[l
                 continue
         elif vtype == "toggle":
             kind = "toggle"
+            comment = _demangle(comment)  # "r_port___05Fdata[3]:0->1" is r_port__data
             if comment.startswith(YOSYS_DUMMY):
                 dropped += 1
                 continue
         elif vtype == "user":
-            fsm = parse_fsm_label(_MANGLED.sub(lambda m: chr(int(m[1], 16)), comment))
+            fsm = parse_fsm_label(_demangle(comment))
             if fsm is None and page.startswith(f"v_user/{_COVER_MODULE}"):
                 # Verilator replaces long identifiers (over ~120 characters once mangled) by a hash
                 # (``___Vhsh...``): the label is then read from the cover's line in the simulation copy.
