@@ -140,6 +140,8 @@ def knobs_for(group: str, hole: str, pulse_bits: int = 8) -> Knobs:
             k["mask"] = token
         elif token in fc.VECTOR_KINDS:
             k["vector"] = token
+            if token == "all_min" and "signed" not in k:
+                k["signed"] = True  # unsigned inputs have their minimum at 0: all-min is the zero vector
         elif token in fc.SATURATION_KINDS:
             target.append(token)
             if token != "sat_none" and "mask" not in k:
@@ -190,16 +192,21 @@ class CoreStimulus:
     def draw(self, knobs: Knobs = Knobs()) -> Transaction:
         """One transaction following ``knobs`` (default distribution for every field left free)."""
         r = self.rng
-        signed = bool(r.integers(2)) if knobs.signed is None else knobs.signed
-        widths = [w for w in range(1, 9) if not _in_illegal(w, signed)]
-        if knobs.pulse is not None:  # the width must leave room for the pulse multiplier sought
-            widths = [w for w in widths if self._pulse_top(w - signed) >= knobs.pulse[0]]
-        if knobs.in_bits is not None:
-            in_bits = knobs.in_bits
-            if knobs.signed is None and _in_illegal(in_bits, signed):
-                signed = False
-        else:
-            in_bits = self._choice(widths)
+
+        def fits(width, sign):
+            if _in_illegal(width, sign):
+                return False
+            return knobs.pulse is None or self._pulse_top(width - sign) >= knobs.pulse[0]
+
+        widths_of = {
+            sign: [w for w in ([knobs.in_bits] if knobs.in_bits is not None else range(1, 9)) if fits(w, sign)]
+            for sign in ([knobs.signed] if knobs.signed is not None else [False, True])
+        }
+        signs = [sign for sign, widths in widths_of.items() if widths]
+        if not signs:
+            raise ValueError(f"knobs: no legal input width and signedness for {knobs}")
+        signed = self._choice(signs)
+        in_bits = self._choice(widths_of[signed])
         nmag = in_bits - signed
         top_m = self._pulse_top(nmag)
         if knobs.pulse is not None:

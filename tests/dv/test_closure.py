@@ -24,7 +24,7 @@ def test_closure_from_empty_coverage(verilator, seed, tmp_path):
     cov.sample_input(cfg, np.zeros(2, dtype=int))  # one vector: a few bins are already hit
     merged = fc.export(tmp_path / "merged.yml", cov)
     r = run_closure(merged, tmp_path / "out", seed=seed, budget=60, wall_s=80)
-    assert r["goal_reached"] and r["after_pct"] == 100.0 and r["before_pct"] < 5.0, r
+    assert r["goal_reached"] and r["after_pct"] == 100.0 and r["before_pct"] < 10.0, r
     assert 0 < r["closure_transactions"] <= 60 and r["guided_reached_goal"]
     assert r["guided_transactions"] < r["unguided_transactions"] or not r["unguided_reached_goal"]
     assert "in_x_signedness_x_direction/in_bits=4 x signed x forward" not in r["holes_before"]["core_input_cg"]

@@ -109,3 +109,21 @@ def test_guidance_reaches_the_goal_in_far_fewer_transactions():
 def test_bad_geometry_is_refused():
     with pytest.raises(ValueError, match="weights"):
         CoreStimulus(4, 4, 8, np.zeros((4, 5), dtype=int), np.random.default_rng(0))
+
+
+def test_every_pair_of_holes_gives_a_legal_transaction():
+    """Any two holes of different groups, merged when compatible, draw a legal transaction honouring both."""
+    gen = make(5)
+    holes = [(g, b) for g, spec in gen.specs.items() for b in sorted(fc.planned_bins(spec))]
+    rng = np.random.default_rng(0)
+    pairs = [(i, i) for i in range(len(holes))] + [tuple(p) for p in rng.integers(0, len(holes), size=(600, 2))]
+    for i, j in pairs:
+        (g1, h1), (g2, h2) = holes[i], holes[j]
+        both = merge_knobs(knobs_for(g1, h1), knobs_for(g2, h2))
+        if both is None:
+            continue
+        t = gen.draw(both)
+        hit = gen.predict(t)
+        for g, h in ((g1, h1), (g2, h2)):
+            if not both.target and g in ("core_input_cg", "pulse_mult_cg", "input_extremes_cg"):
+                assert h in hit[g], (h, both, t.cfg)
