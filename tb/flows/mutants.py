@@ -4,10 +4,12 @@ Steps, every output in ``build/mutation/`` (``--out``):
 
 1. the top's Verilog from Amaranth (:func:`cimdv.tb.sim.generate_verilog`) at a small geometry, copied to
    ``<top>.v`` so that Yosys' cell names and ``src`` tags carry a short relative path;
-2. Yosys ``read_verilog; hierarchy; proc; opt; wreduce; opt_clean``, saved as ``design.il``; the unmutated
-   design written back through the same path (``original.v``); ``mutate -list N -seed S -o mutations.ys``.
-   ``opt``/``wreduce`` first merge duplicate cells and drop constant register bits and unused widths, which
-   would otherwise give many mutants that cannot change anything;
+2. Yosys ``read_verilog; hierarchy; proc; opt_expr; opt_merge; opt_dff; opt_clean`` (:data:`PREPARE`), saved
+   as ``design.il``; the unmutated design written back through the same path (``original.v``);
+   ``mutate -list N -seed S -o mutations.ys``. ``opt_merge`` merges duplicate cells (Amaranth's Verilog
+   has e.g. 32 copies of one address compare for a replicated bit), which would otherwise give many mutants
+   that cannot change anything. (Yosys' full ``opt`` is not used: with it, the unmutated core fails the
+   programming tests on Icarus, measured with Yosys 0.23; the sanity run guards whatever is chosen.);
 3. one Yosys run writes every mutant (``mutants/mNNN.v``: ``design -load``, the ``mutate`` command,
    ``write_verilog``), same ports as the original;
 4. sanity run: the smoke suite on ``original.v`` must pass, or the flow stops (exit 2);
@@ -42,6 +44,7 @@ from cimdv.tb import sim as simflow
 __all__ = [
     "DEFAULT_COUNT",
     "DEFAULT_GEOMETRY",
+    "PREPARE",
     "SMOKE_MODULE",
     "SMOKE_TESTS",
     "FlowError",
@@ -100,6 +103,8 @@ SMOKE_TESTS = (
     "program_illegal_settings_refused",
     "program_busy_interlock_and_abort",
 )
+#: Yosys passes between reading the Verilog and listing mutations (module docstring, step 2).
+PREPARE = "proc; opt_expr; opt_merge; opt_dff; opt_clean"
 #: Watchdog of one mutant's smoke run: this many times the sanity run's wall time, plus the floor.
 TIMEOUT_FACTOR = 3.0
 TIMEOUT_FLOOR_S = 20.0
@@ -212,7 +217,8 @@ def _yosys_checked(script: str, cwd: Path, log: Path) -> None:
 def prepare(raw: Path, top: str, out: Path, *, count: int, seed: int, options: Sequence[str] = ()) -> list[Mutation]:
     """``design.il``, ``original.v`` and ``mutations.ys`` in ``out`` from the raw Verilog; the mutation list.
 
-    ``options`` are passed on to ``mutate -list`` (its candidate filters, e.g. ``-mode const0 -port Y``).
+    ``options`` are passed on to ``mutate -list`` (its candidate filters, e.g. ``-mode const0 -port Y``, then
+    a selection, e.g. ``t:$add``).
     """
     for word in options:
         if not re.fullmatch(r"[-\w$.:/\\]+", word):
@@ -220,8 +226,8 @@ def prepare(raw: Path, top: str, out: Path, *, count: int, seed: int, options: S
     shutil.copyfile(raw, out / f"{top}.v")
     extra = "".join(f" {word}" for word in options)
     _yosys_checked(
-        f"read_verilog {top}.v\nhierarchy -top {top}\nproc\nopt\nwreduce\nopt_clean\nwrite_rtlil design.il\n"
-        f"write_verilog -noattr original.v\nmutate -list {count} -seed {seed}{extra} -o mutations.ys\n",
+        f"read_verilog {top}.v\nhierarchy -top {top}\n{PREPARE}\nwrite_rtlil design.il\n"
+        f"write_verilog -noattr original.v\nmutate -list {count} -seed {seed} -o mutations.ys{extra}\n",
         out,
         out / "prepare.log",
     )

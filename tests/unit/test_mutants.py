@@ -202,7 +202,7 @@ def test_flow_kills_and_classifies_survivors(tmp_path):
         seed=1,
         goal=0.9,
         bmc_steps=12,
-        mutate_options=("-port", "B"),
+        mutate_options=("-port", "B", "t:$add", "t:$eq"),
         out=tmp_path,
         echo=lambda _: None,
     )
