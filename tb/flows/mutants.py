@@ -4,12 +4,13 @@ Steps, every output in ``build/mutation/`` (``--out``):
 
 1. the top's Verilog from Amaranth (:func:`cimdv.tb.sim.generate_verilog`) at a small geometry, copied to
    ``<top>.v`` so that Yosys' cell names and ``src`` tags carry a short relative path;
-2. Yosys ``read_verilog; hierarchy; proc; opt_expr; opt_merge; opt_dff; opt_clean`` (:data:`PREPARE`), saved
-   as ``design.il``; the unmutated design written back through the same path (``original.v``);
-   ``mutate -list N -seed S -o mutations.ys``. ``opt_merge`` merges duplicate cells (Amaranth's Verilog
-   has e.g. 32 copies of one address compare for a replicated bit), which would otherwise give many mutants
-   that cannot change anything. (Yosys' full ``opt`` is not used: with it, the unmutated core fails the
-   programming tests on Icarus, measured with Yosys 0.23; the sanity run guards whatever is chosen.);
+2. Yosys ``read_verilog; hierarchy; proc; opt -nosdff -nodffe; opt_clean`` (:data:`PREPARE`), saved as
+   ``design.il``; the unmutated design written back through the same path (``original.v``);
+   ``mutate -list N -seed S -o mutations.ys``. ``opt`` merges duplicate cells (Amaranth's Verilog has e.g.
+   32 copies of one address compare for a replicated bit) and removes register bits that never change,
+   which would otherwise give many mutants that cannot change anything. (``-nosdff -nodffe``: with
+   sync-reset/enable flip-flops inferred, the unmutated core fails the programming tests on Icarus, measured
+   with Yosys 0.23; the sanity run guards whatever is chosen.);
 3. one Yosys run writes every mutant (``mutants/mNNN.v``: ``design -load``, the ``mutate`` command,
    ``write_verilog``), same ports as the original;
 4. sanity run: the smoke suite on ``original.v`` must pass, or the flow stops (exit 2);
@@ -104,7 +105,7 @@ SMOKE_TESTS = (
     "program_busy_interlock_and_abort",
 )
 #: Yosys passes between reading the Verilog and listing mutations (module docstring, step 2).
-PREPARE = "proc; opt_expr; opt_merge; opt_dff; opt_clean"
+PREPARE = "proc; opt -nosdff -nodffe; opt_clean"
 #: Watchdog of one mutant's smoke run: this many times the sanity run's wall time, plus the floor.
 TIMEOUT_FACTOR = 3.0
 TIMEOUT_FLOOR_S = 20.0
