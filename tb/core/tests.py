@@ -376,6 +376,31 @@ async def input_range_refused(dut):
 
 
 @cocotb.test()
+async def input_range_every_lane(dut):
+    """Testpoint input_errors: the range check covers every lane of every beat, below and above the range.
+
+    One element out of range (one below the low end, one above the high end; unsigned and signed) in each lane
+    position of the first and the final beat refuses its vector; a vector at both ends of the range is accepted.
+    """
+    tb = await make_tb(dut)
+    for cfg in (tb.config(signed=False, in_bits=3), tb.config(signed=True, in_bits=4)):
+        lo, hi = cfg.in_range
+        positions = sorted({*range(min(tb.lanes, cfg.n_in)), *range(max(cfg.n_in - tb.lanes, 0), cfg.n_in)})
+        refused = tb.refused_vectors
+        await tb.configure(cfg, batch=1)
+        for pos in positions:
+            for value in (lo - 1, hi + 1):
+                x = tb.random_inputs(1, cfg)[0]
+                x[pos] = value
+                error = await tb.run([x])
+                assert error_names(error) == ["INPUT_RANGE"], f"element {pos} = {value}: ERROR {error_names(error)}"
+                await tb.csr.write("ERROR", 0xFFFFFFFF)
+        assert tb.refused_vectors - refused == 2 * len(positions)
+        edges = np.where(np.arange(cfg.n_in) % 2 == 0, lo, hi)
+        await run_and_check(tb, cfg, [edges])
+
+
+@cocotb.test()
 async def input_length_errors(dut):
     """Testpoint input_errors: ``last`` too early, or missing (the core drains to the next last)."""
     tb = await make_tb(dut)

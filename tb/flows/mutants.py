@@ -90,6 +90,7 @@ SMOKE_TESTS = (
     "illegal_configs_refused",
     "start_refused_while_error_pending",
     "input_range_refused",
+    "input_range_every_lane",
     "input_length_errors",
     "watchdog_input_timeout",
     "watchdog_output_timeout",
