@@ -81,7 +81,8 @@ def run_closure(
     -------
     dict
         ``before_pct`` / ``after_pct`` (the goal's coverage in ``merged`` and after merging the bench's
-        export), ``goal_pct`` (100), ``goal_reached``, ``closure_transactions`` (spent on the holes),
+        export), ``goal_pct`` (100), ``before_total_pct`` / ``after_total_pct`` (every covergroup),
+        ``goal_reached``, ``closure_transactions`` (spent on the holes),
         ``guided_transactions`` / ``unguided_transactions`` and ``guided_reached_goal`` /
         ``unguided_reached_goal`` (from empty coverage), ``holes_before`` / ``holes_after``
         ({group: [bins]}), ``wall_s``, ``coverage_file`` (the bench's export), ``vectors_checked``,
@@ -128,6 +129,8 @@ def run_closure(
         "before_pct": round(before_pct, 2),
         "after_pct": round(after_pct, 2),
         "goal_pct": 100.0,
+        "before_total_pct": round(before["pct"], 2),
+        "after_total_pct": round(after["pct"], 2),
         "goal_reached": hit == bins,
         "goal_bins": bins,
         "closure_transactions": phases["holes"]["transactions"],
