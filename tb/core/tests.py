@@ -277,6 +277,39 @@ async def neurram_timing(dut):
 
 
 @cocotb.test()
+async def wide_timing_and_counters(dut):
+    """Testpoint timing: every T_* register and NOISE_PULSES above 255, so that the high bits of every phase timer
+    and counter matter; the responders check every hold time. VECTORS counts exactly; LAST_CYCLES lies between
+    the phases' sum and the bench's bound and grows by exactly the added cycles when T_INIT grows.
+    """
+    tb = await make_prog_tb(dut)
+    cfg = tb.config(signed=False, in_bits=2, out_bits=4, max_count=7, noise_pulses=200)
+    delta = gain_delta(tb, cfg)
+    # NOISE charge of the order of Δ per pulse: a wrong number of pulses changes counts.
+    tb.load_weights(tb.weights, MacroParams(delta=delta, noise_q=delta, noise_seed=77))
+    timing = {"T_INIT": 300, "T_SAMPLE": 257, "T_INTEG": 513, "T_COMPARE": 258, "T_DECR": 260, "T_NOISE": 1}
+    cycles = []
+    for t_init in (300, 300 + 1000, 300 + 1000 + 512):
+        await run_and_check(tb, cfg, tb.random_inputs(1, cfg), timing=dict(timing, T_INIT=t_init))
+        cycles.append(await tb.csr.read("LAST_CYCLES"))
+        await ClockCycles(dut.clk, 1)  # read again at the other parity: the register holds
+        assert await tb.csr.read("LAST_CYCLES") == cycles[-1], "LAST_CYCLES changed between runs"
+        low = t_init + 2 * 3 * (timing["T_SAMPLE"] + timing["T_INTEG"]) + timing["T_COMPARE"]
+        assert low <= cycles[-1] <= tb.max_cycles_per_vector(), f"LAST_CYCLES {cycles[-1]} outside {low}.."
+    dut._log.info("LAST_CYCLES %s", cycles)
+    steps = [cycles[1] - cycles[0], cycles[2] - cycles[1]]
+    assert steps == [1000, 512], f"LAST_CYCLES {cycles} for T_INIT + 1000, + 512"
+    # The NOISE pulse timer above 255, with few pulses.
+    cfg = cfg.replace(noise_pulses=2)
+    await run_and_check(tb, cfg, tb.random_inputs(2, cfg), timing=dict(timing, T_NOISE=259))
+    assert await tb.csr.read("VECTORS") == 5, "VECTORS must count every completed vector since reset"
+    # Programming: T_PULSE and T_READ above 255.
+    await tb.prog_configure({"T_PULSE": 261, "T_READ": 262})
+    await tb.program_cell(0, 0, WriteVerifySettings(target=80))
+    tb.check()
+
+
+@cocotb.test()
 async def noisy_physical_macro(dut):
     """Testpoint physical_macro: RTL against the physical model with every noise term on, compared exactly."""
     tb = CoreTb(dut, params_from_env(DEFAULTS), cocotb.RANDOM_SEED)
