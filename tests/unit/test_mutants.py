@@ -137,6 +137,11 @@ def test_make_report():
     assert by_id[1]["killed_by"] == "zero_input" and by_id[2]["killed_by"] == "timeout"
     assert by_id[3]["outcome"] == "survived" and by_id[3]["killed_by"] is None
     assert not mutants.make_report(ms, results, classes, goal=0.9)["goal_met"]
+    # The goal applies to the relevant kill rate (0.6) by default, or to all mutants (0.5).
+    assert report["goal_applies_to"] == "kill_rate_relevant"
+    assert mutants.make_report(ms, results, classes, goal=0.55)["goal_met"]
+    on_all = mutants.make_report(ms, results, classes, goal=0.55, goal_on="all")
+    assert on_all["goal_applies_to"] == "kill_rate" and not on_all["goal_met"]
     json.dumps(report)  # JSON-safe
 
 
@@ -144,6 +149,8 @@ def test_make_report_rejects_bad_input():
     ms = mutants.parse_mutations(LIST)
     with pytest.raises(ValueError, match=r"^goal: "):
         mutants.make_report(ms, {}, {}, goal=1.5)
+    with pytest.raises(ValueError, match=r"^goal_on: "):
+        mutants.make_report(ms, {}, {}, goal=0.9, goal_on="some")
     with pytest.raises(ValueError, match=r"^results: no smoke result for mutant\(s\) \[2, 3\]"):
         mutants.make_report(ms, {1: _result("passed")}, {}, goal=0.9)
 
