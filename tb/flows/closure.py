@@ -37,12 +37,12 @@ _BENCH = "cimdv.tb.core.closure"
 @contextlib.contextmanager
 def _without_code_coverage():
     """The bench is not part of the code-coverage measurement: no instrumented build for it."""
-    saved = os.environ.pop("CIMDV_COVERAGE_DIR", None)
+    saved = os.environ.pop(sim.COVERAGE_ENV, None)
     try:
         yield
     finally:
         if saved is not None:
-            os.environ["CIMDV_COVERAGE_DIR"] = saved
+            os.environ[sim.COVERAGE_ENV] = saved
 
 
 def _goal_pct(result: dict) -> tuple[float, int, int]:
