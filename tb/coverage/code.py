@@ -516,11 +516,32 @@ def _points(raw: Mapping[str, int], source: "_Sources | None" = None) -> tuple[l
 # --- sources ----------------------------------------------------------------------------------------
 
 
+_IF_COND = re.compile(r"\bif \(((\\\S+ |[\w$]+)[^;]*?)\s*\)\s*begin")
+_CASE_ARM = re.compile(r"^(\s*)(\d+'[bhd][0-9a-fA-F_?]+|default)\s*:")
+_CASEZ = re.compile(r"^(\s*)casez \(((\\\S+ |[\w$]+)[^;]*?)\s*\)\s*$")
+_ASSIGN = re.compile(r"^\s*assign (\\\S+ |[\w$]+)\s*=.*?src = \"([^\"]*)\"")
+_DECL_NAME = re.compile(r"^\s*(?:reg|wire|input|output)\s+(?:signed\s+)?(?:\[[^\]]*\]\s+)?(\\\S+ |[\w$]+)")
+
+
 class _Sources:
-    """Lines of the Verilog files the points refer to, and the ``src`` attributes of their declarations."""
+    """Lines of the Verilog files the points refer to, and the Amaranth ``src`` attributes of their names."""
 
     def __init__(self) -> None:
         self._lines: dict[str, list[str] | None] = {}
+        self._names: dict[tuple[str, int], dict[str, str]] = {}
+        self._states: dict[str, dict[tuple[str, str], dict[int, str]]] = {}
+
+    def states(self, file: str) -> dict[tuple[str, str], dict[int, str]]:
+        """(module, register) -> {encoding: state name}, from the FSM cover labels of a simulation copy."""
+        if file not in self._states:
+            found: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+            for text in self.lines(file) or []:
+                match = re.match(r"\s*\\(cimdv_fsm\|\S+)\s*:\s*cover property", text)
+                fsm = parse_fsm_label(match[1]) if match else None
+                if fsm:
+                    found[(fsm["module"], fsm["register"])][fsm["value"]] = fsm["state"]
+            self._states[file] = dict(found)
+        return self._states[file]
 
     def lines(self, file: str) -> list[str] | None:
         if file not in self._lines:
@@ -550,6 +571,82 @@ class _Sources:
             index -= 1
         return ""
 
+    def _module_names(self, file: str, line: int) -> dict[str, str]:
+        """Name -> Amaranth ``src`` in the module around ``line``: of its ``assign`` (the operation's source
+        line) or of its declaration (where the Amaranth signal was made)."""
+        lines = self.lines(file) or []
+        start = line - 1
+        while start > 0 and not lines[start].startswith("module "):
+            start -= 1
+        if (file, start) not in self._names:
+            names: dict[str, str] = {}
+            attr_src = ""
+            for text in lines[start + 1 :]:
+                if text.startswith("endmodule"):
+                    break
+                if text.lstrip().startswith("(*"):
+                    found = re.search(r'src = "([^"]*)"', text)
+                    attr_src = found[1] if found else attr_src
+                    continue
+                assign = _ASSIGN.match(text)
+                decl = _DECL_NAME.match(text)
+                if assign:
+                    names[_name(assign[1])] = assign[2]
+                elif decl and attr_src:
+                    names.setdefault(_name(decl[1]), attr_src)
+                attr_src = ""
+            self._names[(file, start)] = names
+        return self._names[(file, start)]
+
+    def context(self, file: str, line: int, module: str = "") -> tuple[str, str]:
+        """``(condition, src)`` of a line point: the ``if`` condition or ``casez`` subject and arm on ``line``
+        (with the enclosing arm of an ``if``, and the state's name when the subject is a state register of
+        ``module``), and the Amaranth ``src`` of that signal (or of ``line`` itself)."""
+        lines = self.lines(file)
+        if not lines or not 0 < line <= len(lines):
+            return "", ""
+        text = lines[line - 1]
+        own = self.src(file, line) if "src =" in text else ""
+        cond = _IF_COND.search(text)
+        if cond:
+            expr, name = cond[1].replace("\\", "").replace(" ", ""), _name(cond[2])
+            outer = self._arm(file, lines, line - 1, len(text) - len(text.lstrip()), module)
+            return f"{outer[0]}: {expr}" if outer else expr, own or self._module_names(file, line).get(name, "")
+        arm = _CASE_ARM.match(text)
+        if arm:
+            found = self._arm(file, lines, line, len(arm[1]) + 1, module)
+            if found:
+                return found[0], own or self._module_names(file, line).get(found[1], "")
+        return "", own
+
+    def _arm(self, file: str, lines: list[str], index: int, indent: int, module: str) -> tuple[str, str] | None:
+        """``("subject == arm", subject)`` of the ``casez`` arm that encloses ``lines[index]`` (less indented)."""
+        arm = None
+        for back in range(index - 1, max(index - 3000, -1), -1):
+            text = lines[back]
+            depth = len(text) - len(text.lstrip())
+            if arm is None:
+                found = _CASE_ARM.match(text)
+                if found and depth < indent:
+                    arm, indent = found[2], depth
+                elif text.strip() and depth < indent and not text.lstrip().startswith(("end", "(*", "if", "/*")):
+                    return None  # left the block: no enclosing arm
+            else:
+                subject = _CASEZ.match(text)
+                if subject and depth < indent:
+                    expr, name = subject[2].replace("\\", "").replace(" ", ""), _name(subject[3])
+                    state = self.states(file).get((module, expr), {}).get(_verilog_int(arm))
+                    return f"{expr} == {arm}{f' ({state})' if state else ''}", name
+                if depth < indent and text.lstrip().startswith("casez"):
+                    return None  # an arm of a case whose subject is not a plain expression
+        return None
+
+
+def _verilog_int(literal: str) -> int | None:
+    """The value of a sized Verilog literal (``4'h2``, ``3'b010``, ``8'd7``); None for ``default`` or wildcards."""
+    match = re.fullmatch(r"\d+'([bhd])([0-9a-fA-F_]+)", literal)
+    return int(match[2].replace("_", ""), {"b": 2, "h": 16, "d": 10}[match[1]]) if match else None
+
 
 # --- waivers ----------------------------------------------------------------------------------------
 
@@ -571,7 +668,7 @@ class Waiver:
     top: str = "*"
     module: str = "*"
     text: str | None = None  # line: regular expression searched in the point's Verilog lines (statement, block)
-    src: str | None = None  # line/toggle: glob on the Amaranth src attribute of the line / the declaration
+    src: str | None = None  # glob on the Amaranth src: line: of its condition signal (_Sources.context); toggle: decl
     signal: str | None = None  # toggle: glob on the signal name (without bit and direction)
     unit: str | None = None  # fsm: glob on the design unit, e.g. "CoreState@*"
     register: str | None = None  # fsm: glob on the register's Verilog name
@@ -644,8 +741,13 @@ def _matches(waiver: Waiver, point: Point, sources: _Sources) -> bool:
             for name in ("unit", "register", "state")
             if getattr(waiver, name)
         )
-    if waiver.src and not fnmatch.fnmatchcase(sources.src(point.file, point.line), waiver.src):
-        return False
+    if waiver.src:
+        if point.kind == "line":
+            src = sources.context(point.file, point.line, point.module)[1]
+        else:
+            src = sources.src(point.file, point.line)
+        if not fnmatch.fnmatchcase(src, waiver.src):
+            return False
     if point.kind == "toggle":
         return not waiver.signal or fnmatch.fnmatchcase(_toggle_signal(point.comment), waiver.signal)
     if not waiver.text:
@@ -727,8 +829,8 @@ def merge_code_coverage(dat_files: list[Path], out_dir: Path, waivers: Path) -> 
     builds by design unit), ``line``/``toggle``/``fsm`` = ``{"hit", "total", "waived"}``, ``per_top``
     (``"<top>-<phash>"`` -> the same per build, with its parameters and FSM holes), ``html``,
     ``fsm_holes`` (unvisited states: unit, module, register, state, value, tops), ``line_holes`` (at most
-    :data:`MAX_LINE_HOLES` uncovered line points: top, file, module, kind, and line and text of the
-    block's first line),
+    :data:`MAX_LINE_HOLES` uncovered line points: top, file, module, kind, line and text of the
+    block's first line, ``condition`` (the ``if`` signal or ``casez`` subject and arm) and its Amaranth ``src``),
     ``line_holes_by_module``, ``waivers`` (each with the points it excluded; unused ones are stale) and
     ``dat_files``, ``yosys_dummy_points``, ``merge_s``.
 
@@ -810,6 +912,8 @@ def merge_code_coverage(dat_files: list[Path], out_dir: Path, waivers: Path) -> 
             "module": p.module,
             "kind": p.comment,
             "text": sources.text(p.file, p.lines[0])[:160],
+            "condition": sources.context(p.file, p.line, p.module)[0],
+            "src": sources.context(p.file, p.line, p.module)[1],
         }
         for p in holes[:MAX_LINE_HOLES]
     ]
