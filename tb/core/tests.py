@@ -501,6 +501,55 @@ async def busy_refusals(dut):
 
 
 @cocotb.test()
+async def status_sticky_bits(dut):
+    """Testpoint handshake: STATUS.done and STATUS.aborted are sticky; a refused START (ERROR pending, or an
+    illegal configuration) changes neither; an accepted START clears both; done/aborted set again at the end.
+    """
+    tb = await make_tb(dut)
+    cfg = tb.config()
+    tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
+
+    async def status(label, *, done, aborted, busy=0):
+        value = await tb.csr.read("STATUS")
+        got = (value >> 1 & 1, value >> 3 & 1, value & 1)
+        assert got == (done, aborted, busy), f"{label}: STATUS 0x{value:x} (done, aborted, busy) = {got}"
+
+    await status("after reset", done=0, aborted=0)
+    await run_and_check(tb, cfg, tb.random_inputs(1, cfg))
+    await status("after a run", done=1, aborted=0)
+    for label, setup in (("ERROR pending", lambda: tb.csr.read(0xFF)), ("BATCH 0", lambda: tb.csr.write("BATCH", 0))):
+        await setup()
+        await tb.csr.write_fields("CTRL", start=1)
+        await ClockCycles(dut.clk, 3)
+        await status(f"START refused ({label})", done=1, aborted=0)
+        await tb.csr.write("ERROR", 0xFFFFFFFF)
+    # Abort a run: aborted and done set; the next START clears both while it runs.
+    await tb.configure(cfg, batch=1, timing=dict(FAST_TIMING, T_INTEG=40))
+    await tb.csr.write_fields("CTRL", start=1)
+    await tb.source.send(tb.beats(tb.random_inputs(1, cfg)[0]))
+    await ClockCycles(dut.clk, 30)
+    await status("running", done=0, aborted=0, busy=1)
+    await tb.csr.write_fields("CTRL", abort=1)
+    await tb.wait_done(10)
+    await status("aborted", done=1, aborted=1)
+    tb.contract.violations.clear()  # the aborted operation's hold time (see abort_run)
+    tb.scoreboard.expected.clear()
+    for label, setup in (("ERROR pending", lambda: tb.csr.read(0xFF)), ("BATCH 0", lambda: tb.csr.write("BATCH", 0))):
+        await setup()
+        await tb.csr.write_fields("CTRL", start=1)
+        await ClockCycles(dut.clk, 3)
+        await status(f"START refused after abort ({label})", done=1, aborted=1)
+        await tb.csr.write("ERROR", 0xFFFFFFFF)
+    await tb.configure(cfg, batch=1, timing=dict(FAST_TIMING, T_INTEG=40))
+    run = cocotb.start_soon(tb.run(tb.random_inputs(1, cfg)))
+    await RisingEdge(dut.busy)
+    await status("running again", done=0, aborted=0, busy=1)
+    assert await run == 0
+    await status("after the second run", done=1, aborted=0)
+    tb.check()
+
+
+@cocotb.test()
 async def abort_run(dut):
     """Testpoint abort: CTRL.abort ends a run mid-integration; the macro goes IDLE; next run works."""
     tb = await make_tb(dut)

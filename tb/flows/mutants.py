@@ -86,6 +86,7 @@ SMOKE_TESTS = (
     "noise_injection",
     "back_to_back_with_backpressure",
     "start_port_handshake",
+    "status_sticky_bits",
     "neurram_timing",
     "wide_timing_and_counters",
     "noisy_physical_macro",
