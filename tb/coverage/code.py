@@ -36,7 +36,7 @@ Points
 
 import argparse
 import dataclasses
-import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -389,7 +389,6 @@ def _flow_digest() -> str:
 
 # --- .dat files -------------------------------------------------------------------------------------
 
-_DAT_LINE = re.compile(r"^C '(.*)' (\d+)$")
 _MANGLED = re.compile(r"__0([0-9a-fA-F]{2})")
 
 
@@ -410,12 +409,12 @@ def read_dat(path: Path) -> dict[str, int]:
         raise ValueError(f"coverage file {path} is not a Verilator coverage file (no '# SystemC::Coverage' header)")
     points: dict[str, int] = {}
     for number, line in enumerate(lines[1:], 2):
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = _DAT_LINE.match(line)
-        if match is None:
+        # C '<key>' <count>; the key holds no quote (Verilator writes \x01/\x02 separators)
+        key, quote, count = line[3:].rpartition("' ")
+        if line.startswith("C '") and quote and count.isdigit():
+            points[key] = points.get(key, 0) + int(count)
+        elif line.strip() and not line.startswith("#"):
             raise ValueError(f"coverage file {path}, line {number}: not a coverage point: {line[:80]!r}")
-        points[match[1]] = points.get(match[1], 0) + int(match[2])
     return points
 
 
@@ -445,6 +444,7 @@ class Point:
     waiver: int | None = None  # index of the waiver that excludes it
 
 
+@functools.cache
 def _top_of(file: str) -> str:
     path = Path(file)
     return path.parent.name.removesuffix("-cov") if path.parent.name else path.stem
@@ -530,6 +530,7 @@ class _Sources:
         self._lines: dict[str, list[str] | None] = {}
         self._names: dict[tuple[str, int], dict[str, str]] = {}
         self._states: dict[str, dict[tuple[str, str], dict[int, str]]] = {}
+        self._contexts: dict[tuple[str, int, str], tuple[str, str]] = {}
 
     def states(self, file: str) -> dict[tuple[str, str], dict[int, str]]:
         """(module, register) -> {encoding: state name}, from the FSM cover labels of a simulation copy."""
@@ -602,6 +603,12 @@ class _Sources:
         """``(condition, src)`` of a line point: the ``if`` condition or ``casez`` subject and arm on ``line``
         (with the enclosing arm of an ``if``, and the state's name when the subject is a state register of
         ``module``), and the Amaranth ``src`` of that signal (or of ``line`` itself)."""
+        key = (file, line, module)
+        if key not in self._contexts:
+            self._contexts[key] = self._context(file, line, module)
+        return self._contexts[key]
+
+    def _context(self, file: str, line: int, module: str) -> tuple[str, str]:
         lines = self.lines(file)
         if not lines or not 0 < line <= len(lines):
             return "", ""
@@ -653,7 +660,7 @@ def _verilog_int(literal: str) -> int | None:
 #: Exclusion categories (docs/dv-methodology 1.7): UNR unreachable, NON_RTL not design logic, UNSUPPORTED the
 #: tool cannot measure it, EXTERNAL verified elsewhere, LOW_RISK accepted unverified (explain why).
 WAIVER_CATEGORIES = ("UNR", "NON_RTL", "UNSUPPORTED", "EXTERNAL", "LOW_RISK")
-_SELECTORS = {"line": ("text", "src"), "toggle": ("signal", "src"), "fsm": ("unit", "register", "state")}
+_SELECTORS = {"line": ("text", "src", "condition"), "toggle": ("signal", "src"), "fsm": ("unit", "register", "state")}
 _COMMON = ("kind", "reason", "category", "top", "module")
 
 
@@ -669,6 +676,7 @@ class Waiver:
     module: str = "*"
     text: str | None = None  # line: regular expression searched in the point's Verilog lines (statement, block)
     src: str | None = None  # glob on the Amaranth src: line: of its condition signal (_Sources.context); toggle: decl
+    condition: str | None = None  # line: glob on its condition, e.g. "req_fsm_state == 4'h3 (ADDR): req__valid"
     signal: str | None = None  # toggle: glob on the signal name (without bit and direction)
     unit: str | None = None  # fsm: glob on the design unit, e.g. "CoreState@*"
     register: str | None = None  # fsm: glob on the register's Verilog name
@@ -724,6 +732,13 @@ def load_waivers(path: Path) -> list[Waiver]:
     return waivers
 
 
+def _glob(text: str, pattern: str) -> bool:
+    """``pattern`` matches all of ``text``; ``*`` is any string, ``?`` one character, everything else is literal
+    (unlike fnmatch, ``[27:24]`` is not a character class)."""
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, text, re.DOTALL) is not None
+
+
 def _toggle_signal(comment: str) -> str:
     name = re.sub(r":[01]->[01]$", "", comment)
     return re.sub(r"\[\d+\]$", "", name)
@@ -732,12 +747,12 @@ def _toggle_signal(comment: str) -> str:
 def _matches(waiver: Waiver, point: Point, sources: _Sources) -> bool:
     if waiver.kind != point.kind:
         return False
-    if not (fnmatch.fnmatchcase(point.top, waiver.top) and fnmatch.fnmatchcase(point.module, waiver.module)):
+    if not (_glob(point.top, waiver.top) and _glob(point.module, waiver.module)):
         return False
     if point.kind == "fsm":
         fsm = point.fsm or {}
         return all(
-            fnmatch.fnmatchcase(str(fsm.get(name, "")), getattr(waiver, name))
+            _glob(str(fsm.get(name, "")), getattr(waiver, name))
             for name in ("unit", "register", "state")
             if getattr(waiver, name)
         )
@@ -746,10 +761,12 @@ def _matches(waiver: Waiver, point: Point, sources: _Sources) -> bool:
             src = sources.context(point.file, point.line, point.module)[1]
         else:
             src = sources.src(point.file, point.line)
-        if not fnmatch.fnmatchcase(src, waiver.src):
+        if not _glob(src, waiver.src):
             return False
     if point.kind == "toggle":
-        return not waiver.signal or fnmatch.fnmatchcase(_toggle_signal(point.comment), waiver.signal)
+        return not waiver.signal or _glob(_toggle_signal(point.comment), waiver.signal)
+    if waiver.condition and not _glob(sources.context(point.file, point.line, point.module)[0], waiver.condition):
+        return False
     if not waiver.text:
         return True
     return any(re.search(waiver.text, sources.text(point.file, line)) for line in {point.line, *point.lines})
@@ -831,8 +848,9 @@ def merge_code_coverage(dat_files: list[Path], out_dir: Path, waivers: Path) -> 
     ``fsm_holes`` (unvisited states: unit, module, register, state, value, tops), ``line_holes`` (at most
     :data:`MAX_LINE_HOLES` uncovered line points: top, file, module, kind, line and text of the
     block's first line, ``condition`` (the ``if`` signal or ``casez`` subject and arm) and its Amaranth ``src``),
-    ``line_holes_by_module``, ``waivers`` (each with the points it excluded; unused ones are stale) and
-    ``dat_files``, ``yosys_dummy_points``, ``merge_s``.
+    ``line_holes_by_module``, ``waivers`` (each with ``points``, the unhit points it excused, and ``covered``,
+    the hit points it matches, which stay covered; a waiver with no points is stale), ``dat_files``,
+    ``yosys_dummy_points``, ``merge_s``.
 
     Raises :class:`ValueError` on no files, a missing or malformed ``.dat`` or waiver file.
     """
@@ -860,32 +878,42 @@ def merge_code_coverage(dat_files: list[Path], out_dir: Path, waivers: Path) -> 
 
     sources = _Sources()
     points, dropped = _points(raw, sources)
+    # A waiver excuses the points it names that no run hit; hit points stay covered (and are reported per waiver:
+    # a waiver that matches covered points is broader than the unreachable item it names).
     used: dict[int, int] = defaultdict(int)
+    covered: dict[int, int] = defaultdict(int)
     for p in points:
         for rule in rules:
             if _matches(rule, p, sources):
-                p.waiver = rule.index
-                used[rule.index] += 1
+                if p.count:
+                    covered[rule.index] += 1
+                else:
+                    p.waiver = rule.index
+                    used[rule.index] += 1
                 break
     points.sort(key=lambda p: (p.top, p.file, p.line, p.kind, p.comment))
 
     # FSM states merged over builds by design unit
     units: dict[tuple[str, str], dict[str, Any]] = {}
     for p in points:
-        if p.kind != "fsm" or p.waiver is not None:
+        if p.kind != "fsm":
             continue
         key = (p.fsm["unit"], p.fsm["state"])
-        entry = units.setdefault(key, {**p.fsm, "count": 0, "tops": [], "modules": []})
+        entry = units.setdefault(key, {**p.fsm, "count": 0, "tops": [], "modules": [], "waived": False})
         entry["count"] += p.count
+        entry["waived"] |= p.waiver is not None
         entry["tops"] = sorted({*entry["tops"], p.top})
         entry["modules"] = sorted({*entry["modules"], p.module})
-    fsm_holes = [{k: v for k, v in e.items() if k != "count"} for e in units.values() if e["count"] == 0]
+    fsm_holes = [
+        {k: v for k, v in e.items() if k not in ("count", "waived")}
+        for e in units.values()
+        if e["count"] == 0 and not e["waived"]
+    ]
     fsm_holes.sort(key=lambda e: (e["unit"], e["value"]))
     tally = _tally(points)
-    tally["fsm"]["total"] = len(units)
+    tally["fsm"]["waived"] = sum(e["count"] == 0 and e["waived"] for e in units.values())
+    tally["fsm"]["total"] = len(units) - tally["fsm"]["waived"]
     tally["fsm"]["hit"] = sum(e["count"] > 0 for e in units.values())
-    waived_states = {(p.fsm["unit"], p.fsm["state"]) for p in points if p.kind == "fsm" and p.waiver is not None}
-    tally["fsm"]["waived"] = len(waived_states)
 
     per_top: dict[str, dict[str, Any]] = {}
     for top in sorted({p.top for p in points}):
@@ -949,7 +977,14 @@ def merge_code_coverage(dat_files: list[Path], out_dir: Path, waivers: Path) -> 
         "line_holes_total": len(holes),
         "line_holes_by_module": holes_by_module,
         "waivers": [
-            {"rule": r.describe(), "category": r.category, "reason": r.reason, "points": used[r.index]} for r in rules
+            {
+                "rule": r.describe(),
+                "category": r.category,
+                "reason": r.reason,
+                "points": used[r.index],
+                "covered": covered[r.index],
+            }
+            for r in rules
         ],
         "dat_files": len(files),
         "yosys_dummy_points": dropped,

@@ -29,7 +29,7 @@ module core(clk, rst);
   (* src = "rtl/core/core.py:10" *)
   reg [1:0] state = 2'h0;
   always @(posedge clk)
-    if (rst) state <= 2'h0;
+    if (rst) begin state <= 2'h0; end
     else state <= nxt;
   always @* begin
     if (\\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -163,7 +163,8 @@ def test_waivers_exclude_exactly_what_they_name(design, tmp_path):
 [[code]]
 kind = "line"
 module = "core"
-text = 'if \\(rst\\)'
+condition = "rst"
+text = "else"
 category = "UNR"
 reason = "test: the else arm of the reset branch"
 
@@ -179,17 +180,24 @@ kind = "toggle"
 signal = "nothing_like_this"
 category = "LOW_RISK"
 reason = "test: matches no point, so it is reported as unused"
+
+[[code]]
+kind = "line"
+condition = "r?t"
+category = "UNR"
+reason = "test: names both arms of the reset branch; the if arm was hit, so it stays covered"
 """,
     )
     result = code.merge_code_coverage(runs(design, tmp_path), tmp_path / "r", waivers)
-    # the pattern names line 5, which holds both arms of the if: both are waived
-    assert result["line"] == {"hit": 1, "total": 1, "waived": 2}
+    assert result["line"] == {"hit": 2, "total": 2, "waived": 1}
+    assert result["line_holes"] == []
     assert result["fsm"] == {"hit": 2, "total": 2, "waived": 1} and result["fsm_holes"] == []
     assert result["toggle"]["waived"] == 0
-    assert [w["points"] for w in result["waivers"]] == [2, 1, 0]
+    # a waiver excuses only points no run hit; the hit ones it matches stay covered and are reported
+    assert [(w["points"], w["covered"]) for w in result["waivers"]] == [(1, 0), (1, 0), (0, 0), (0, 1)]
     assert all(w["reason"] and w["category"] for w in result["waivers"])
     info = (tmp_path / "r" / "coverage.info").read_text()
-    assert "DA:5," not in info and "DA:6," not in info  # waived points are not in the report
+    assert "DA:5,4" in info and "DA:6," not in info  # the waived arm is not in the report
 
 
 def test_cli_prints_the_three_figures(design, tmp_path, capsys):
@@ -419,3 +427,50 @@ def test_instrumented_run_counts_lines_and_fsm_states(tmp_path, monkeypatch, see
     assert summary["yosys_dummy_points"] > 0  # the dummy register's toggle point, dropped
     assert not [h for h in summary["line_holes"] if "verilog_backend" in h["text"]]  # its reads were removed
     assert Path(summary["html"]).is_file()
+
+
+CONTEXT = """\
+module \\chip.bridge (clk, rst);
+  (* src = "rtl/host/bridge.py:300" *)
+  reg [1:0] fsm_state = 2'h0;
+  assign \\$5  = count == (* src = "rtl/host/bridge.py:310" *) 4'h3;
+  always @* begin
+    casez (fsm_state)
+      2'h1:
+          (* full_case = 32'd1 *)
+          if (\\$5 ) begin
+            x = 1;
+          end else if (req__payload[32]) begin
+            x = 2;
+          end
+      2'h2:
+          casez (req__payload[27:24])
+            4'h3:
+                x = 3;
+            default:
+                x = 4;
+          endcase
+    endcase
+  end
+endmodule
+  \\cimdv_fsm|HostBridge.fsm@rtl/host/bridge.py:1|chip.bridge|fsm_state|ARGS|1 : cover property (@(posedge clk) 1);
+"""
+
+
+def test_hole_context_names_condition_enclosing_arm_state_and_src(tmp_path):
+    path = tmp_path / "chip.v"
+    path.write_text(CONTEXT)
+    sources = code._Sources()
+
+    def context(line):
+        return sources.context(str(path), line, "chip.bridge")
+
+    assert context(9) == ("fsm_state == 2'h1 (ARGS): $5", "rtl/host/bridge.py:310")
+    assert context(11) == ("fsm_state == 2'h1 (ARGS): req__payload[32]", "")
+    assert context(7) == ("fsm_state == 2'h1 (ARGS)", "rtl/host/bridge.py:300")
+    assert context(16) == ("req__payload[27:24] == 4'h3", "")
+    assert context(18) == ("req__payload[27:24] == default", "")
+    assert context(10) == ("", "")
+    # waiver globs: * and ? only, brackets are literal
+    assert code._glob("req__payload[27:24] == 4'h3", "req__payload[27:24] == 4'h3")
+    assert code._glob("chip_tile", "*tile*") and not code._glob("chip_tile", "tile")
