@@ -13,7 +13,7 @@ from cimdv.model.exact import LineMode, MacroParams
 from cimdv.model.physical import PhysicalParams
 from cimdv.model.programming import DeviceParams
 from cimdv.model.writeverify import BISTABLE_DEVICE, ArrayDevice, Outcome, ProgOp, WriteVerifyCodes, WriteVerifySettings
-from cimdv.rtl.core.layouts import CoreState, ProgState
+from cimdv.rtl.core.layouts import CoreState, DriveCode, MacroOp, ProgState
 from cimdv.rtl.core.regs import NEURRAM_TIMING, PROG_KEY
 from cimdv.tb.core.env import CLOCK_NS, FAST_TIMING, CoreTb, error_names
 from cimdv.tb.sim import params_from_env
@@ -219,6 +219,42 @@ async def line_modes_pairs_and_padding(dut):
         cfg = tb.config(backward=backward, line_modes=tuple(modes))
         tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
         await run_and_check(tb, cfg, tb.random_inputs(3, cfg))
+
+
+@cocotb.test()
+async def padding_drive_codes(dut):
+    """Testpoint line_modes: the drive code of every OFF line in every SAMPLE. Forward: ZERO. Backward: padding,
+    one polarity on even lines and the other on odd lines, swapped between the phases; the two phases cancel in
+    the integrated result, so only the drive port shows it. Lines beyond the driven ones are ZERO.
+    """
+    tb = await make_tb(dut)
+    pos, neg, zero = DriveCode.POS.value, DriveCode.NEG.value, DriveCode.ZERO.value
+    for backward in (False, True):
+        cfg = tb.config(backward=backward, line_modes=(LineMode.POS, LineMode.NEG) + (LineMode.OFF,) * (tb.lines - 2))
+        tb.load_weights(tb.weights, MacroParams(delta=gain_delta(tb, cfg)))
+        samples = []
+
+        async def watch(samples=samples):
+            while True:
+                await FallingEdge(dut.clk)
+                if dut.macro__op.value.to_unsigned() == MacroOp.SAMPLE.value:
+                    drive = dut.macro__drive.value.to_unsigned()
+                    samples.append([drive >> 2 * i & 3 for i in range(tb.lines)])
+
+        watcher = cocotb.start_soon(watch())
+        await run_and_check(tb, cfg, tb.random_inputs(2, cfg))
+        watcher.cancel()
+        assert samples, "no SAMPLE seen"
+        off, rest = range(2, cfg.n_in), range(cfg.n_in, tb.lines)
+        for codes in samples:
+            assert all(codes[i] == zero for i in rest), f"backward={backward}: undriven line not ZERO: {codes}"
+            if not backward:
+                assert all(codes[i] == zero for i in off), f"forward OFF line not ZERO: {codes}"
+                continue
+            even, odd = {codes[i] for i in off if i % 2 == 0}, {codes[i] for i in off if i % 2 == 1}
+            assert len(even) == len(odd) == 1 and even | odd == {pos, neg}, f"backward padding {codes}"
+        if backward:
+            assert {codes[2] for codes in samples} == {pos, neg}, "padding polarity never swapped between phases"
 
 
 @cocotb.test()

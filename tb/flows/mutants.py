@@ -82,6 +82,7 @@ SMOKE_TESTS = (
     "eight_bit_inputs_and_outputs",
     "backward_mvm",
     "line_modes_pairs_and_padding",
+    "padding_drive_codes",
     "pulse_multiplier",
     "noise_injection",
     "back_to_back_with_backpressure",
