@@ -5,10 +5,13 @@ Three parts (docs/coverage.md, "Code coverage"):
 Instrumentation
     :func:`instrument_verilog` appends to the simulation copy of a top's Verilog one SystemVerilog
     ``cover property`` per state of every state register, in a module bound (``bind``) into the module
-    that holds the register, so the design's own lines keep their numbers. Verilator counts the covers
-    with ``--coverage-user``; their labels name the design unit, module, register and state, so a
-    ``.dat`` file describes itself. Verilator's own ``--coverage-fsm`` crashes on Yosys output (5.048:
-    "AstNode is not of expected type"). State registers are (:func:`state_registers`):
+    that holds the register, so the design's own lines keep their numbers (Yosys' empty reads of its time-0
+    dummy register become comments on their own lines). Verilator counts the covers with ``--coverage-user``;
+    their labels (:func:`fsm_label`) name the design unit, module, register and state. Verilator writes a
+    short label into the ``.dat`` file as it is and replaces a long one (over ~120 characters mangled) by a
+    hash, which the merge resolves through the cover's line in the simulation copy. Verilator's own
+    ``--coverage-fsm`` crashes on Yosys output (5.048: "AstNode is not of expected type"). State registers
+    are (:func:`state_registers`):
 
     * enum-typed registers whose enum class name ends in ``State`` (``CoreState``, ``ProgState``): names
       and encodings from the ``(* enum_value_<bits> = "NAME" *)`` attributes Amaranth writes;
@@ -26,8 +29,8 @@ Merge
     (lcov), ``html/index.html`` (genhtml) and ``summary.json``, and returns the figures.
 
 Points
-    *line*: Verilator's ``line`` and ``branch`` points (one per statement block and per if/else/case arm of
-    the generated Verilog; ``--coverage-line``); *toggle*: one point per bit and direction
+    *line*: Verilator's ``line`` and ``branch`` points (one per statement block, per if/else/case arm and per
+    ``?:`` arm of the generated Verilog; ``--coverage-line``); *toggle*: one point per bit and direction
     (``--coverage-toggle``); *fsm*: one point per named state of a state register. Points are counted per
     module (Verilator's default: instances of one module share counters) and per build (top and
     parameters). FSM states are also merged across builds by design unit (the Amaranth FSM or enum
