@@ -462,6 +462,28 @@ def _lines_of(spec: str, default: int) -> tuple[int, ...]:
     return tuple(out) or (default,)
 
 
+def _fsm_from_source(fsm: dict | None, comment: str, fields: Mapping[str, str], source) -> dict:
+    """The FSM point's label, checked against (or, when Verilator hashed it, read from) the simulation copy.
+
+    Verilator replaces identifiers longer than about 120 characters once mangled by a prefix and a hash
+    (``___Vhsh...``); the cover's line in the copy names the state. A copy whose cover line does not carry the
+    label was rebuilt since the run, and its line numbers no longer describe the run's points.
+    """
+    file, line = fields.get("f", ""), int(fields.get("l", "0") or 0)
+    text = source.text(file, line) if source is not None else ""
+    if fsm is not None and (source is None or source.lines(file) is None):
+        return fsm  # self-describing label, no copy to check against
+    match = re.match(r"\\(\S+)\s*:\s*cover property", text)
+    found = parse_fsm_label(match[1]) if match else None
+    prefix = re.sub(r"_+0?[0-9a-fA-F]?$", "", _demangle(comment.split("___Vhsh")[0]))
+    if found is None or not match[1].startswith(prefix) or (fsm is not None and found != fsm):
+        raise ValueError(
+            f"FSM cover point at {file}:{line} ({_demangle(comment)[:60]}): that line of the simulation copy does "
+            "not name it (the copy is missing or was rebuilt since the run; merge right after the runs)"
+        )
+    return found
+
+
 def _points(raw: Mapping[str, int], source: "_Sources | None" = None) -> tuple[list[Point], int]:
     """Classified points (FSM labels decoded, instances summed) and how many Yosys-dummy points were dropped.
 
@@ -488,17 +510,8 @@ def _points(raw: Mapping[str, int], source: "_Sources | None" = None) -> tuple[l
                 continue
         elif vtype == "user":
             fsm = parse_fsm_label(_demangle(comment))
-            if fsm is None and page.startswith(f"v_user/{_COVER_MODULE}"):
-                # Verilator replaces long identifiers (over ~120 characters once mangled) by a hash
-                # (``___Vhsh...``): the label is then read from the cover's line in the simulation copy.
-                file, line = f.get("f", ""), int(f.get("l", "0") or 0)
-                match = re.match(r"\\(\S+)\s*:\s*cover property", source.text(file, line) if source else "")
-                fsm = parse_fsm_label(match[1]) if match else None
-                if fsm is None:
-                    raise ValueError(
-                        f"FSM cover point at {file}:{line}: Verilator shortened its label and that source line does "
-                        "not name it (the simulation copy is missing or was rebuilt since the run)"
-                    )
+            if page.startswith(f"v_user/{_COVER_MODULE}"):
+                fsm = _fsm_from_source(fsm, comment, f, source)
             if fsm is None:
                 continue  # a user cover of someone else's: not code coverage
             kind, comment = "fsm", fsm_label(**fsm)

@@ -217,13 +217,22 @@ def test_cli_prints_the_three_figures(design, tmp_path, capsys):
 # --- bad input --------------------------------------------------------------------------------------
 
 
-def test_a_hashed_fsm_label_needs_its_source(design, tmp_path):
-    dat = write_dat(tmp_path / "dat" / "h.dat", [fsm(design, 14, "WRAP", 2, 1, hashed=True)])
-    points, _ = code._points(code.read_dat(dat), code._Sources())
-    assert [p.fsm["state"] for p in points] == ["WRAP"]
+def test_fsm_labels_are_checked_against_the_simulation_copy(design, tmp_path):
+    hashed = write_dat(tmp_path / "dat" / "h.dat", [fsm(design, 14, "WRAP", 2, 1, hashed=True)])
+    plain = write_dat(tmp_path / "dat" / "p.dat", [fsm(design, 13, "RUN", 1, 1)])
+    points, _ = code._points({**code.read_dat(hashed), **code.read_dat(plain)}, code._Sources())
+    assert sorted(p.fsm["state"] for p in points) == ["RUN", "WRAP"]
+    # a label on the wrong line (the copy was rebuilt since the run) is refused, hashed or not
+    moved = write_dat(tmp_path / "dat" / "m.dat", [fsm(design, 12, "RUN", 1, 1)])
+    with pytest.raises(ValueError, match=r"core\.v:12 \(cimdv_fsm\|CoreState.*does not name it"):
+        code._points(code.read_dat(moved), code._Sources())
     design.write_text("rebuilt\n" * 20)
-    with pytest.raises(ValueError, match=r"core\.v:14: Verilator shortened its label"):
-        code._points(code.read_dat(dat), code._Sources())
+    with pytest.raises(ValueError, match=r"core\.v:14 .*rebuilt since the run"):
+        code._points(code.read_dat(hashed), code._Sources())
+    # without the copy, a label Verilator kept whole still describes itself
+    design.unlink()
+    points, _ = code._points(code.read_dat(plain), code._Sources())
+    assert [p.fsm["state"] for p in points] == ["RUN"]
 
 
 def test_bad_inputs_are_value_errors(design, tmp_path):
