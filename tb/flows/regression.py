@@ -418,7 +418,9 @@ def _print(summary: dict, html: Path) -> None:
     closure = summary.get("closure")
     if closure:
         print(
-            f"regression: closure {closure['before_pct']:.2f} % -> {closure['after_pct']:.2f} %; to the goal: guided "
+            f"regression: closure of the core's MVM groups {closure['before_pct']:.2f} % -> "
+            f"{closure['after_pct']:.2f} %; "
+            "to that goal from empty coverage: guided "
             f"{closure['guided_transactions']} transactions, unguided {closure['unguided_transactions']}"
             f"{'' if closure['unguided_reached_goal'] else ' (budget spent, goal not reached)'}"
         )

@@ -142,12 +142,13 @@ closure{% endif %}{% endif %}</td></tr>
 </tr>
 {% endfor %}</table>
 {% if code_html %}<p>Line and toggle detail: <a href="{{ code_html }}">lcov report</a>.</p>{% endif %}
-{% if s.code and s.code.fsm_holes %}<p>Unvisited FSM states: {% for h in s.code.fsm_holes %}<code>{{ h }}</code>
-{% endfor %}</p>{% endif %}
+{% if s.code and s.code.fsm_holes %}<p>Unvisited FSM states: {% for h in s.code.fsm_holes %}<code>{{ h.unit }}
+{{ h.state }}</code> (in {{ h.modules|join(", ") }}){{ "; " if not loop.last else "" }}{% endfor %}</p>{% endif %}
 
 {% if s.closure %}<h2>Coverage closure</h2>
-<table><tr><th>functional coverage before closure</th><td class="num">{{ pct(s.closure.before_pct) }}</td></tr>
-<tr><th>after closure</th><td class="num">{{ pct(s.closure.after_pct) }}</td></tr>
+<table><tr><th>closure goal (the core's MVM covergroups), before</th>
+<td class="num">{{ pct(s.closure.before_pct) }}</td></tr>
+<tr><th>closure goal, after</th><td class="num">{{ pct(s.closure.after_pct) }}</td></tr>
 <tr><th>goal</th><td class="num">{{ pct(s.closure.goal_pct) }}</td></tr>
 <tr><th>transactions to the goal, guided by the holes</th><td class="num">{{ s.closure.guided_transactions }}</td></tr>
 <tr><th>transactions to the goal, unguided random (same seed)</th><td class="num">{{ s.closure.unguided_transactions
