@@ -56,6 +56,7 @@ TOPS: dict[str, Factory] = {
     "twin_chip": LazyTop("cimdv.rtl.fpga.top:TwinChip"),
     "fpga_twin_demo": LazyTop("cimdv.rtl.fpga.demo:FpgaTwinDemo"),
     "mesh": LazyTop("cimdv.rtl.noc.mesh:Mesh"),
+    "bridge": LazyTop("cimdv.rtl.host.standalone:bridge_top"),
 }
 
 

@@ -96,7 +96,12 @@ class StreamSource:
                     await FallingEdge(self.clock)
                     self.bus.valid.value = 0
                     raise TimeoutError(f"{self.bus.name}: ready stayed low for {timeout_ns} ns")
-                await FallingEdge(self.clock)
+                # Ready rose after a rising edge (driven by the design): look again at the next falling
+                # edge. Ready driven by another bench coroutine rises at a falling edge, in the low phase:
+                # the coming rising edge takes the beat, so look again now (waiting for the next falling
+                # edge would hold the beat for one more cycle and send it twice).
+                if int(self.clock.value):
+                    await FallingEdge(self.clock)
             self.beats_sent += 1
         self.bus.valid.value = 0
 

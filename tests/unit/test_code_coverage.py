@@ -376,6 +376,7 @@ def test_scope():
     assert code.in_scope("mesh", {"cols": 3, "rows": 3})
     assert code.in_scope("chip", {"core_rows": 32, "core_cols": 32})
     assert code.in_scope("fpga_top", {"core_rows": 8, "core_cols": 8})
+    assert code.in_scope("bridge", {"core_rows": 32, "core_cols": 32})
     assert not code.in_scope("core", {"rows": 256, "cols": 256})
     assert not code.in_scope("chip", {"core_rows": 256, "core_cols": 256})
     assert not code.in_scope("twin_chip", {"core_rows": 8, "core_cols": 8})
