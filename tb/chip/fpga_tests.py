@@ -125,3 +125,25 @@ async def uart_host_errors_keep_framing(dut):
     r = await tb.client.send([*words[:-1], words[-1] ^ 1], check=False)
     assert r.status == Status.BAD_CRC and r.payload == ()
     assert await tb.client.ping() == (tb.cols, tb.rows, tb.core_rows, tb.core_cols)
+
+
+@cocotb.test()
+async def uart_break_then_commands_work(dut):
+    """Testpoint fpga_uart_break: the rx line held low for 2.5 frame times (a break: the receiver's
+    stop bit is low, it waits in BREAK until the line rises) delivers no byte and lights the framing-error
+    LED; the next commands get exact answers (PING, a CSR write read back) and the framing holds; a second
+    break between two commands changes nothing either."""
+    tb = await make_fpga_tb(dut)
+    assert await tb.client.ping() == (tb.cols, tb.rows, tb.core_rows, tb.core_cols)
+    framing_led = 1 << 5
+    assert not int(dut.led.value) & framing_led, "framing-error LED lit before the break"
+    await tb.port.send_break(2.5)
+    assert int(dut.led.value) & framing_led, "a break did not light the framing-error LED"
+    assert await tb.client.ping() == (tb.cols, tb.rows, tb.core_rows, tb.core_cols)
+    addr = tb.regmap["BATCH"].addr
+    assert await tb.client.csr_write(tb.all, addr, 3) == (len(tb.cores), 0)
+    await tb.port.send_break(3)
+    assert await tb.csr(tb.cores[-1], "BATCH") == 3
+    r = await tb.client.command(Opcode.PING)
+    assert r.status == Status.OK and r.payload[0] == 0xC1A0_0001
+    assert not int(dut.led.value) & (1 << 6), "a break dropped a byte or a word (overrun/word-dropped LED)"

@@ -39,6 +39,15 @@ class UartHostPort(Agent):
             self.rx.value = level
             await Timer(self.bit_ns, "ns")
 
+    async def send_break(self, frames):
+        """Hold ``rx`` low for ``frames`` frame times (10 bit periods each: a break), then idle high for one frame."""
+        if not isinstance(frames, (int, float)) or frames <= 1:
+            raise ValueError(f"frames must be a number above 1 (longer than a frame), not {frames!r}")
+        self.rx.value = 0
+        await Timer(round(frames * 10 * self.bit_ns), "ns")
+        self.rx.value = 1
+        await Timer(10 * self.bit_ns, "ns")
+
     async def _run(self):
         """Receive bytes: a falling edge starts one; sample each bit in its middle."""
         while True:
