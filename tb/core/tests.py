@@ -319,11 +319,12 @@ async def wide_timing_and_counters(dut):
     the phases' sum and the bench's bound and grows by exactly the added cycles when T_INIT grows.
     """
     tb = await make_prog_tb(dut)
-    cfg = tb.config(signed=False, in_bits=2, out_bits=4, max_count=7, noise_pulses=200)
+    cfg = tb.config(signed=False, in_bits=2, out_bits=3, max_count=3, noise_pulses=200)
     delta = gain_delta(tb, cfg)
     # NOISE charge of the order of Δ per pulse: a wrong number of pulses changes counts.
     tb.load_weights(tb.weights, MacroParams(delta=delta, noise_q=delta, noise_seed=77))
-    timing = {"T_INIT": 300, "T_SAMPLE": 257, "T_INTEG": 513, "T_COMPARE": 258, "T_DECR": 260, "T_NOISE": 1}
+    # T - 1 (what the timers load) sets every bit 0..8 in at least two of the registers.
+    timing = {"T_INIT": 300, "T_SAMPLE": 512, "T_INTEG": 342, "T_COMPARE": 427, "T_DECR": 384, "T_NOISE": 1}
     cycles = []
     for t_init in (300, 300 + 1000, 300 + 1000 + 512):
         await run_and_check(tb, cfg, tb.random_inputs(1, cfg), timing=dict(timing, T_INIT=t_init))
@@ -337,10 +338,10 @@ async def wide_timing_and_counters(dut):
     assert steps == [1000, 512], f"LAST_CYCLES {cycles} for T_INIT + 1000, + 512"
     # The NOISE pulse timer above 255, with few pulses.
     cfg = cfg.replace(noise_pulses=2)
-    await run_and_check(tb, cfg, tb.random_inputs(2, cfg), timing=dict(timing, T_NOISE=259))
+    await run_and_check(tb, cfg, tb.random_inputs(2, cfg), timing=dict(timing, T_NOISE=767))
     assert await tb.csr.read("VECTORS") == 5, "VECTORS must count every completed vector since reset"
     # Programming: T_PULSE and T_READ above 255.
-    await tb.prog_configure({"T_PULSE": 261, "T_READ": 262})
+    await tb.prog_configure({"T_PULSE": 300, "T_READ": 512})
     await tb.program_cell(0, 0, WriteVerifySettings(target=80))
     tb.check()
 
