@@ -546,6 +546,11 @@ class HostBridge(wiring.Component):
                     m.next = "HEADER"
                 with m.Elif(rsp.valid & (rsp_mid | ~rsp_current)):
                     drain_stale()
+                with m.Elif(rsp_is_head & rsp.payload.last):
+                    # A header-only answer has no data word: malformed, and complete by itself.
+                    m.d.comb += rsp.ready.eq(1)
+                    m.d.sync += [acks.eq(acks + 1), wd.eq(0)]
+                    fail_answer()
                 with m.Elif(rsp_is_head):
                     m.d.comb += rsp.ready.eq(1)
                     m.d.sync += [rsp_kind.eq(rsp_head.kind), wd.eq(0)]
@@ -831,6 +836,10 @@ class HostBridge(wiring.Component):
                         m.next = "SUMS_PRIME"
                 with m.Elif(rsp.valid & (rsp_mid | ~rsp_current)):
                     drain_stale()
+                with m.Elif(rsp_is_head & rsp.payload.last):
+                    # Every answer has a body; a header-only packet is malformed and complete by itself.
+                    m.d.comb += rsp.ready.eq(1)
+                    m.d.sync += core_err.eq(1)
                 with m.Elif(rsp_is_head):
                     with m.Switch(rsp_head.kind):
                         with m.Case(PacketKind.OUTPUT):

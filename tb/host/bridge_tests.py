@@ -345,3 +345,37 @@ async def mvm_unexpected_packets(dut):
     r = await tb.mvm(tb.all, 2, 4, expect=Status.CORE_ERROR)
     assert list(r.payload) == tb.blocks(4)
     await tb.check_recovered()
+
+
+def header_only(p, xy, answer):
+    """The answer's header alone, ``last`` on it: an answer without its body."""
+    return [[(answer[0][0], True)]]
+
+
+def header_only_then(kind):
+    """A header-only packet of ``kind`` with the current tag, then the answer."""
+
+    def fault(p, xy, answer):
+        return [packets.request(kind, packets.HOST, tag=p.tag, src=xy), answer]
+
+    return fault
+
+
+@cocotb.test()
+async def header_only_answers(dut):
+    """Testpoint host_bridge_rogue_header_only: a packet that ends on its header is malformed and complete by
+    itself. A header-only ACK is counted and gives CORE_ERROR with bit 31 of status_or; a header-only
+    READ_DATA gives CORE_ERROR; during an MVM, header-only ACK and OUTPUT packets give CORE_ERROR with every
+    block exact. None of them swallows the next tile's packet (which ended in TIMEOUT before the fix)."""
+    tb = await BridgeTb(dut).start()
+    tb.tiles.arm(header_only)
+    r = await tb.client.command(Opcode.CSR_WRITE, [host.rect(*tb.all), 0x05, 0x4321], expect=Status.CORE_ERROR)
+    assert r.payload == (tb.cols * tb.rows, 1 << 31), f"payload {r.payload}"
+    tb.tiles.arm(header_only)
+    r = await tb.client.command(Opcode.CSR_READ, [host.core(0, 1), 0x05], expect=Status.CORE_ERROR)
+    assert len(r.payload) == 1, f"payload {r.payload}"
+    for kind in (PacketKind.ACK, PacketKind.OUTPUT):
+        tb.tiles.arm(header_only_then(kind))
+        r = await tb.mvm(tb.all, 1, 5, expect=Status.CORE_ERROR)
+        assert list(r.payload) == tb.blocks(5), f"header-only {kind.name}: blocks differ"
+    await tb.check_recovered()
