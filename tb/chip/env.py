@@ -13,6 +13,7 @@ of the cores' signed counts (reduced layers).
 
 import json
 import os
+from pathlib import Path
 
 import cocotb
 import numpy as np
@@ -33,11 +34,28 @@ from cimdv.tb.vip.macro import MacroResponder
 from cimdv.tb.vip.program import ProgramResponder
 from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
 
-__all__ = ["ChipTb", "StreamHostPort", "CLOCK_NS", "FAST_TIMING", "TRACE_ENV", "make_chip_tb"]
+__all__ = [
+    "ChipTb", "StreamHostPort", "CLOCK_NS", "FAST_TIMING", "TRACE_ENV", "make_chip_tb", "traces_on_each_simulator",
+]
 
 #: If set, every response (its words and the simulation time it completed at, ns) is appended
 #: there as one JSON line: same seed and DUT must give the same file on every simulator.
 TRACE_ENV = "CIMDV_CHIP_TRACE"
+
+
+
+def traces_on_each_simulator(params, module, testcase, seed, out_dir):
+    """``{sim: [response lines]}``: one cocotb chip test run with the same seed on every simulator, each
+    response traced through :data:`TRACE_ENV` (for the Icarus/Verilator agreement tests; pytest side)."""
+    from cimdv.tb import sim as simflow
+
+    traces = {}
+    for sim in simflow.SIMULATORS:
+        out = Path(out_dir) / f"{sim}.jsonl"
+        simflow.run("chip", params, sim, module, testcase=testcase, seed=seed, extra_env={TRACE_ENV: str(out)})
+        traces[sim] = out.read_text().splitlines()
+    return traces
+
 
 CLOCK_NS = 10
 #: Shortest legal timing of the core (docs/analog-boundary.md): the chip tests' default.

@@ -34,6 +34,20 @@ def random_inputs(tb, cfg, shape):
     return tb.rng.integers(lo, hi + 1, size=(*shape, cfg.n_in))
 
 
+async def configured_mvm_checked(tb, cfg, area, batch, *, per_core, reduce):
+    """Configure the cores of ``area``, run one MVM of ``batch`` random vectors in the given mode and check
+    every block (or the reduced sums) against the exact model."""
+    await tb.configure(cfg, area=area, batch=batch)
+    shape = (batch, area_cores(area)) if per_core else (batch,)
+    xs = random_inputs(tb, cfg, shape)
+    got = await tb.client.mvm(area, xs, out_elems=cfg.n_out, per_core=per_core, reduce=reduce)
+    if reduce:
+        full = xs if per_core else np.repeat(xs[:, None, :], area_cores(area), axis=1)
+        tb.check_reduced(got, cfg, area, full)
+    else:
+        tb.check_blocks(got, cfg, area, xs, per_core=per_core)
+
+
 @cocotb.test()
 async def ping_reports_the_geometry(dut):
     """Testpoint chip_host_ping: PING answers the bridge id and the chip's geometry."""
@@ -113,15 +127,7 @@ async def random_host_traffic(dut):
         batch = 1 if reduce else int(tb.rng.integers(1, 3))
         signed = bool(tb.rng.integers(2))
         cfg = tb.config(signed=signed, in_bits=int(tb.rng.integers(1 + signed, 5)))
-        await tb.configure(cfg, area=area, batch=batch)
-        shape = (batch, area_cores(area)) if per_core else (batch,)
-        xs = random_inputs(tb, cfg, shape)
-        got = await tb.client.mvm(area, xs, out_elems=cfg.n_out, per_core=per_core, reduce=reduce)
-        if reduce:
-            full = xs if per_core else np.repeat(xs[:, None, :], area_cores(area), axis=1)
-            tb.check_reduced(got, cfg, area, full)
-        else:
-            tb.check_blocks(got, cfg, area, xs, per_core=per_core)
+        await configured_mvm_checked(tb, cfg, area, batch, per_core=per_core, reduce=reduce)
         xy = tb.cores[i % len(tb.cores)]
         if area[0] <= xy[0] <= area[2] and area[1] <= xy[1] <= area[3]:
             assert await tb.csr(xy, "BATCH") == batch
@@ -141,15 +147,7 @@ async def mvm_every_shape_and_mode(dut):
                 for reduce in (False, True):
                     batch = 1 if reduce else 2
                     cfg = tb.config(in_bits=int(tb.rng.integers(2, 5)))
-                    await tb.configure(cfg, area=area, batch=batch)
-                    shape = (batch, area_cores(area)) if per_core else (batch,)
-                    xs = random_inputs(tb, cfg, shape)
-                    got = await tb.client.mvm(area, xs, out_elems=cfg.n_out, per_core=per_core, reduce=reduce)
-                    if reduce:
-                        full = xs if per_core else np.repeat(xs[:, None, :], area_cores(area), axis=1)
-                        tb.check_reduced(got, cfg, area, full)
-                    else:
-                        tb.check_blocks(got, cfg, area, xs, per_core=per_core)
+                    await configured_mvm_checked(tb, cfg, area, batch, per_core=per_core, reduce=reduce)
     assert int(dut.noc_drops.value) == 0 and int(dut.timeouts.value) == 0
 
 

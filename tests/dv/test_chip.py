@@ -8,7 +8,7 @@ fixture; a failure prints it with the command that reproduces it.
 import pytest
 
 from cimdv.tb import sim as simflow
-from cimdv.tb.chip.env import TRACE_ENV
+from cimdv.tb.chip.env import traces_on_each_simulator
 
 MODULE = "cimdv.tb.chip.tests"
 
@@ -60,18 +60,6 @@ def test_plan_lists_every_cocotb_test():
 def test_simulators_agree(seed, tmp_path):
     """Same seed, same random host traffic: Icarus and Verilator give identical responses at
     identical times."""
-    traces = {}
-    for sim in simflow.SIMULATORS:
-        out = tmp_path / f"{sim}.jsonl"
-        simflow.run(
-            "chip",
-            CHIPS["2x2_32"],
-            sim,
-            MODULE,
-            testcase="random_host_traffic",
-            seed=seed,
-            extra_env={TRACE_ENV: str(out)},
-        )
-        traces[sim] = out.read_text().splitlines()
+    traces = traces_on_each_simulator(CHIPS["2x2_32"], MODULE, "random_host_traffic", seed, tmp_path)
     assert len(traces["icarus"]) > 20
     assert traces["icarus"] == traces["verilator"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cimdv.tb import sim as simflow
-from cimdv.tb.chip.env import TRACE_ENV
+from cimdv.tb.chip.env import traces_on_each_simulator
 
 
 def _chips():
@@ -45,18 +45,6 @@ def test_uvm_tests_are_found():
 def test_uvm_simulators_agree(seed, tmp_path):
     """Same seed, noisy physical macros on every tile: Icarus and Verilator give identical responses at
     identical times (the sequences' draws, the macro agents' noise and the monitors' timing agree)."""
-    traces = {}
-    for sim in simflow.SIMULATORS:
-        out = tmp_path / f"{sim}.jsonl"
-        simflow.run(
-            "chip",
-            CHIPS["2x2_32"],
-            sim,
-            MODULE,
-            testcase="UvmNoisyLayerTest",
-            seed=seed,
-            extra_env={TRACE_ENV: str(out)},
-        )
-        traces[sim] = out.read_text().splitlines()
+    traces = traces_on_each_simulator(CHIPS["2x2_32"], MODULE, "UvmNoisyLayerTest", seed, tmp_path)
     assert len(traces["icarus"]) > 10
     assert traces["icarus"] == traces["verilator"]
