@@ -78,6 +78,7 @@ __all__ = [
     "check_input",
     "cmp_to_bits",
     "config_errors",
+    "convert",
     "decode",
     "drive_to_bits",
     "encode_phases",
@@ -411,8 +412,12 @@ def decode(sign, count):
     return np.where(c == 0, 0.0, (1 - 2 * s) * (c - 0.5))
 
 
-def _convert(cfg, params, integ):
-    """Closed-form conversion of docs/analog-boundary.md §4.1 over the last axis of ``integ``."""
+def convert(cfg, params, integ):
+    """Closed-form conversion of docs/analog-boundary.md §4.1 over the last axis of ``integ``.
+
+    Returns ``(sign, count, sat, steps)``: int64 integrators of any leading shape in, the
+    controller's outputs per neuron out (``steps`` per vector: the DECREMENTs it ran).
+    """
     n_out = cfg.n_out
     mask = cfg.mask[:n_out]
     u = integ - params.threshold
@@ -563,7 +568,7 @@ class ExactCore(_CoreBase):
         integ *= 2 * cfg.pulse_mult
         if cfg.noise_pulses:
             integ += self._noise(cfg, 1)[0, : cfg.n_out]
-        sign, count, sat, steps = _convert(cfg, self._params, integ)
+        sign, count, sat, steps = convert(cfg, self._params, integ)
         return MvmResult(sign, count, sat, integ, int(steps))
 
     def mvm_batch(self, cfg, xs):
@@ -590,7 +595,7 @@ class ExactCore(_CoreBase):
         integ *= 2 * cfg.pulse_mult
         if cfg.noise_pulses:
             integ += self._noise(cfg, xs.shape[0])[:, : cfg.n_out]
-        sign, count, sat, steps = _convert(cfg, self._params, integ)
+        sign, count, sat, steps = convert(cfg, self._params, integ)
         return [MvmResult(sign[v], count[v], sat[v], integ[v], int(steps[v])) for v in range(xs.shape[0])]
 
 
