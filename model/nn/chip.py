@@ -162,7 +162,7 @@ class ChipModel:
         (``(n, fan_in)``) of the test images ``images`` (their indices: the noise tags)."""
         b = self.table.blocks[block_index]
         cfg = self.table.config(b)
-        xs = self.table.block_inputs(b, x_layer)[:, b.row0 :]
+        xs = self.table.block_inputs(b, x_layer)[:, b.row0 : b.row0 + b.rows]
         pol = np.where(np.arange(b.rows) % 2, -1, 1)
         g = self.codes[b.x, b.y][b.row0 : b.row0 + b.rows].astype(np.float64) * pol[:, None]
         # Exact in float64: |integrators| << 2**53 (checked below), so BLAS's order cannot round.
@@ -210,7 +210,10 @@ class ChipModel:
             if self.net.layers[layer].hidden:
                 x = np.clip(total, 0, X_MAX)
         return Inference(
-            outputs=tuple(outputs), saturated=tuple(saturated), block_counts=counts, predictions=outputs[-1].argmax(axis=1)
+            outputs=tuple(outputs),
+            saturated=tuple(saturated),
+            block_counts=counts,
+            predictions=outputs[-1].argmax(axis=1),
         )
 
 

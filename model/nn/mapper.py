@@ -86,16 +86,6 @@ class Block:
     def name(self):
         return f"L{self.layer}.s{self.segment}@({self.x},{self.y})"
 
-    @property
-    def elems(self):
-        """Input elements an MVM of this block sends (lines 0 .. row0 + rows - 1)."""
-        return self.row0 + self.rows
-
-    @property
-    def out_elems(self):
-        """Output elements an MVM of this block returns (neurons 0 .. col0 + cols - 1)."""
-        return self.col0 + self.cols
-
     def overlaps(self, other):
         return (
             (self.x, self.y) == (other.x, other.y)
@@ -155,13 +145,14 @@ class MappingTable:
         )
 
     def block_inputs(self, block, x):
-        """The ``block.elems`` input elements of ``block`` for the layer inputs ``x`` (``(n, fan_in)``):
-        zeros below ``row0``, each input on its pair, ``X_MAX`` on the bias rows."""
+        """The ``core_rows`` input elements of an MVM of ``block`` for the layer inputs ``x`` (``(n, fan_in)``):
+        each input on its pair, ``X_MAX`` on the bias rows, 0 on every other line (a core takes a
+        whole vector: as many elements as it has rows, docs/host-protocol.md)."""
         x = np.asarray(x)
         seg = x[:, block.fan_in_start : block.fan_in_start + block.fan_in]
-        out = np.zeros((x.shape[0], block.elems), dtype=np.int64)
+        out = np.zeros((x.shape[0], self.core_rows), dtype=np.int64)
         out[:, block.row0 : block.row0 + 2 * block.fan_in] = np.repeat(seg, 2, axis=1)
-        out[:, block.row0 + 2 * block.fan_in : block.elems] = X_MAX
+        out[:, block.row0 + 2 * block.fan_in : block.row0 + block.rows] = X_MAX
         return out
 
     # -- validation ----------------------------------------------------------------------------
@@ -175,12 +166,18 @@ class MappingTable:
             if not (0 <= b.x < gx and 0 <= b.y < gy):
                 raise ValueError(f"block {b.name}: core ({b.x}, {b.y}) is outside the {gx} x {gy} grid")
             if b.row0 < 0 or b.row0 + b.rows > self.core_rows:
-                raise ValueError(f"block {b.name}: rows {b.row0}..{b.row0 + b.rows - 1} exceed core_rows={self.core_rows}")
+                raise ValueError(
+                    f"block {b.name}: rows {b.row0}..{b.row0 + b.rows - 1} exceed core_rows={self.core_rows}"
+                )
             if b.col0 < 0 or b.col0 + b.cols > self.core_cols:
-                raise ValueError(f"block {b.name}: cols {b.col0}..{b.col0 + b.cols - 1} exceed core_cols={self.core_cols}")
+                raise ValueError(
+                    f"block {b.name}: cols {b.col0}..{b.col0 + b.cols - 1} exceed core_cols={self.core_cols}"
+                )
             if b.rows != 2 * (b.fan_in + b.bias_pairs):
-                raise ValueError(f"block {b.name}: {b.rows} rows, but {b.fan_in} inputs + {b.bias_pairs} bias pairs need "
-                                 f"{2 * (b.fan_in + b.bias_pairs)}")
+                raise ValueError(
+                    f"block {b.name}: {b.rows} rows, but {b.fan_in} inputs + {b.bias_pairs} bias pairs need "
+                    f"{2 * (b.fan_in + b.bias_pairs)}"
+                )
         for i, a in enumerate(self.blocks):
             for b in self.blocks[i + 1 :]:
                 if a.overlaps(b):
@@ -196,13 +193,17 @@ class MappingTable:
                 if b.segment != s or b.segments != n:
                     raise ValueError(f"block {b.name}: segment {b.segment} of {b.segments}, expected {s} of {n}")
                 if b.fan_in_start != start:
-                    raise ValueError(f"block {b.name}: starts at input {b.fan_in_start}, expected {start} (gap or overlap)")
+                    raise ValueError(
+                        f"block {b.name}: starts at input {b.fan_in_start}, expected {start} (gap or overlap)"
+                    )
                 start += b.fan_in
                 if b.cols != fan_out:
                     raise ValueError(f"block {b.name}: {b.cols} columns, but layer {layer} has {fan_out} outputs")
                 if (b.x, b.y, b.row0, b.col0) != (bl[0].x + s, bl[0].y, bl[0].row0, bl[0].col0):
-                    raise ValueError(f"block {b.name}: segments of a layer must sit at the same rows and columns of "
-                                     f"consecutive cores of one grid row (the reduced MVM adds element-wise)")
+                    raise ValueError(
+                        f"block {b.name}: segments of a layer must sit at the same rows and columns of "
+                        f"consecutive cores of one grid row (the reduced MVM adds element-wise)"
+                    )
                 if (b.pulse_mult, b.out_bits) != (bl[0].pulse_mult, bl[0].out_bits):
                     raise ValueError(f"block {b.name}: segments of layer {layer} differ in pulse_mult or out_bits")
             if start != fan_in:
@@ -283,7 +284,9 @@ def _spread(levels, pairs):
     """``(pairs, N)`` pair levels in -7..7 summing to ``levels`` (N,), as even as possible."""
     levels = np.asarray(levels, dtype=np.int64)
     if np.abs(levels).max(initial=0) > W_LEVELS * pairs:
-        raise ValueError(f"a bias level of {int(np.abs(levels).max())} needs more than the {pairs} bias pairs available")
+        raise ValueError(
+            f"a bias level of {int(np.abs(levels).max())} needs more than the {pairs} bias pairs available"
+        )
     mag, sign = np.abs(levels), np.sign(levels)
     base, extra = mag // pairs, mag % pairs
     rows = base[None, :] + (np.arange(pairs)[:, None] < extra[None, :])
@@ -322,13 +325,28 @@ def map_network(net, *, grid=(2, 1), core_rows=256, core_cols=256, bias_pairs=BI
         start = 0
         for s, k in enumerate(fan_ins):
             blocks.append(
-                Block(layer=layer, segment=s, segments=n, x=x0 + s, y=y0, row0=row0, rows=2 * (k + bias_pairs),
-                      col0=col0, cols=ql.fan_out, fan_in_start=start, fan_in=k, bias_pairs=bias_pairs,
-                      pulse_mult=ql.pulse_mult, out_bits=ql.out_bits)
+                Block(
+                    layer=layer,
+                    segment=s,
+                    segments=n,
+                    x=x0 + s,
+                    y=y0,
+                    row0=row0,
+                    rows=2 * (k + bias_pairs),
+                    col0=col0,
+                    cols=ql.fan_out,
+                    fan_in_start=start,
+                    fan_in=k,
+                    bias_pairs=bias_pairs,
+                    pulse_mult=ql.pulse_mult,
+                    out_bits=ql.out_bits,
+                )
             )
             start += k
     sizes = (net.layers[0].fan_in, *(ql.fan_out for ql in net.layers))
-    table = MappingTable(grid=(gx, gy), core_rows=core_rows, core_cols=core_cols, layer_sizes=sizes, blocks=tuple(blocks))
+    table = MappingTable(
+        grid=(gx, gy), core_rows=core_rows, core_cols=core_cols, layer_sizes=sizes, blocks=tuple(blocks)
+    )
     return table.validate()
 
 
@@ -344,8 +362,22 @@ def _first_fit(blocks, n, rows, cols, *, grid, core_rows, core_cols):
                     if row0 + rows > core_rows or col0 + cols > core_cols:
                         continue
                     trial = [
-                        Block(layer=-1, segment=0, segments=1, x=x0 + s, y=y0, row0=row0, rows=rows, col0=col0, cols=cols,
-                              fan_in_start=0, fan_in=0, bias_pairs=0, pulse_mult=1, out_bits=1)
+                        Block(
+                            layer=-1,
+                            segment=0,
+                            segments=1,
+                            x=x0 + s,
+                            y=y0,
+                            row0=row0,
+                            rows=rows,
+                            col0=col0,
+                            cols=cols,
+                            fan_in_start=0,
+                            fan_in=0,
+                            bias_pairs=0,
+                            pulse_mult=1,
+                            out_bits=1,
+                        )
                         for s in range(n)
                     ]
                     if not any(t.overlaps(b) for t in trial for b in blocks):

@@ -22,6 +22,7 @@ pulse multiplier, as NeuRRAM sets gain by its number of input pulses.
 """
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,6 +189,24 @@ class QuantizedNet:
             ],
         }
 
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict`; a malformed dict raises ValueError."""
+        try:
+            layers = tuple(
+                QuantLayer(
+                    levels=np.asarray(ly["levels"], dtype=np.int64),
+                    bias_levels=np.asarray(ly["bias_levels"], dtype=np.int64),
+                    pulse_mult=int(ly["pulse_mult"]),
+                    out_bits=int(ly["out_bits"]),
+                    hidden=bool(ly["hidden"]),
+                )
+                for ly in d["layers"]
+            )
+            return cls(layers=layers, analog=AnalogScale(**d["analog"]))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"quantised network: malformed ({e})") from None
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -258,7 +277,7 @@ def train_float(codes, labels, params=None, *, classes=10):
     x = x / X_MAX
     rng = np.random.default_rng([p.seed, 1])
     sizes = [x.shape[1], p.hidden, classes]
-    ws = [rng.normal(0.0, np.sqrt(2.0 / a), (a, b)) for a, b in zip(sizes, sizes[1:], strict=False)]
+    ws = [rng.normal(0.0, np.sqrt(2.0 / a), (a, b)) for a, b in itertools.pairwise(sizes)]
     bs = [np.zeros(b) for b in sizes[1:]]
     opt = _Adam([*ws, *bs], p.lr)
     for _ in range(p.epochs_float):
@@ -319,7 +338,6 @@ def quantize(net, codes, labels, params=None, *, bias_pairs=(4, 8), analog=None,
     z2 = a1 @ v2 + c2
     d2_target = np.percentile(np.abs(z2), 99.9) / 100  # logits use ~100 of the 127 counts
     m2 = int(np.clip(round(d1 / d2_target), 1, MAX_PULSE_MULT))
-    d2 = delta / (2 * m2 * g)
     lim = [W_LEVELS * n for n in bias_pairs]
     params_ = [v1, c1, v2, c2]
     opt = _Adam(params_, p.lr)
