@@ -151,10 +151,15 @@ class ChipModel:
             g = np.maximum(g + extra * n.weight_sigma * top, 0.0)
         return np.rint(g / unit).astype(np.int64)
 
-    def macro_state(self, xy):
-        """The cycle-level macro of core ``xy`` (for the RTL's analog responder)."""
+    def macro_state(self, xy, codes=None):
+        """The cycle-level macro of core ``xy`` (for the RTL's analog responder); ``codes`` overrides
+        its conductances (fault injection: the negative test of the RTL comparison)."""
         return NoisyMacroState(
-            self.codes[xy], self.macro, read_sigma=self.read_sigma, seed=self.seed, core=self.core_index(xy)
+            self.codes[xy] if codes is None else codes,
+            self.macro,
+            read_sigma=self.read_sigma,
+            seed=self.seed,
+            core=self.core_index(xy),
         )
 
     def block_integrators(self, block_index, x_layer, images):

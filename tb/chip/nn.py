@@ -1,8 +1,9 @@
 """Inference of the mapped network through the chip RTL (cocotb side of ``make sim``).
 
 The job (``$CIMDV_NN_JOB``, JSON written by :mod:`cimdv.tb.flows.nn`) holds the quantised network,
-the mapping table, the chip's noise parameters and seed, and the input codes of the test images
-to run. Every tile's analog macro is answered by the physical chip model's
+the mapping table, the chip's noise parameters and seed, the input codes of the test images to
+run, and optionally a fault to inject into one responder (the comparison's negative test).
+Every tile's analog macro is answered by the physical chip model's
 :class:`~cimdv.model.nn.chip.NoisyMacroState` of that core (realised conductances, read noise),
 sought to the noise stream of each block and image before its MVM, so the RTL's outputs can be
 compared exactly with :meth:`~cimdv.model.nn.chip.ChipModel.run` for the same seed.
@@ -36,7 +37,8 @@ __all__ = ["NN_JOB_ENV", "TIMINGS", "BATCH", "nn_inference"]
 NN_JOB_ENV = "CIMDV_NN_JOB"
 #: Phase timings by name: NeuRRAM's at 100 MHz, or the shortest the contract allows.
 TIMINGS = {"neurram": dict(NEURRAM_TIMING), "fast": dict(FAST_TIMING)}
-#: Images per batched MVM command of a single-core layer.
+#: Most images per batched MVM command of a single-core layer (the job's ``batch``, which the flow
+#: lowers to fit the bridge's response buffer).
 BATCH = 25
 
 
@@ -44,6 +46,17 @@ def _tick(tb, n):
     """Append ``n`` lines to the job's progress file (the flow's progress bar counts them)."""
     with open(tb.progress, "a") as f:
         f.write("image\n" * n)
+
+
+def _faulty(model, job, xy):
+    """The job's fault, if it hits core ``xy``: ``{"core": [x, y], "row", "col", "add"}`` adds ``add``
+    codes to one cell of the responder's conductances (never the model's)."""
+    fault = job.get("fault")
+    if not fault or tuple(fault["core"]) != xy:
+        return None
+    codes = model.codes[xy].copy()
+    codes[fault["row"], fault["col"]] = max(0, codes[fault["row"], fault["col"]] + fault["add"])
+    return codes
 
 
 def load_job(path):
@@ -54,14 +67,14 @@ def load_job(path):
     return job, model
 
 
-async def _single_core_layer(tb, model, states, index, x, images, timing):
+async def _single_core_layer(tb, model, states, index, x, images, timing, batch):
     b = model.table.blocks[index]
     area = (b.x, b.y, b.x, b.y)
     cols = slice(b.col0, b.col0 + b.cols)
     xs = model.table.block_inputs(b, x)
     out, sat = np.zeros((len(x), b.cols), np.int64), np.zeros((len(x), b.cols), bool)
-    for k in range(0, len(x), BATCH):
-        n = min(BATCH, len(x) - k)
+    for k in range(0, len(x), batch):
+        n = min(batch, len(x) - k)
         await tb.configure(model.table.config(b), area=area, batch=n, timing=timing)
         states[b.x, b.y].seek(noise_tag(index, int(images[k])))
         blocks = await tb.client.mvm(area, xs[k : k + n], out_elems=model.table.core_cols)
@@ -99,7 +112,7 @@ async def nn_inference(dut):
     tb = await make_chip_tb(dut)
     timing = TIMINGS[job["timing"]]
     tb.progress = job["progress"]
-    states = {xy: model.macro_state(xy) for xy in model.cores}
+    states = {xy: model.macro_state(xy, _faulty(model, job, xy)) for xy in model.cores}
     for xy, state in states.items():
         tb.responders[xy].load_weights(state)
     x = np.asarray(job["codes"], dtype=np.int64)
@@ -109,7 +122,9 @@ async def nn_inference(dut):
     for layer in range(model.table.layers):
         bl = model.table.layer_blocks(layer)
         if len(bl) == 1:
-            out, sat = await _single_core_layer(tb, model, states, model.table.blocks.index(bl[0]), x, images, timing)
+            out, sat = await _single_core_layer(
+                tb, model, states, model.table.blocks.index(bl[0]), x, images, timing, job["batch"]
+            )
         else:
             out, sat = await _reduced_layer(tb, model, states, layer, x, images, timing)
         outputs.append(out.tolist())

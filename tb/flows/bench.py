@@ -188,8 +188,10 @@ def bench_regression():
         "failed": summary["failed"],
         "skipped": summary["skipped"],
         "gates_passed": all(g["passed"] for g in summary["gates"].values()),
-        **{key: summary[key] for key in ("functional_coverage_pct", "line_coverage_pct", "toggle_coverage_pct",
-                                         "fsm_coverage_pct")},
+        **{
+            key: summary[key]
+            for key in ("functional_coverage_pct", "line_coverage_pct", "toggle_coverage_pct", "fsm_coverage_pct")
+        },
         "workers": 2,
         "summary": str(summary_path),
     }

@@ -20,7 +20,7 @@ from cimdv.model.nn.data import Digits, input_codes, load_split
 from cimdv.model.nn.mapper import MappingTable, map_network
 from cimdv.model.nn.network import FloatNet, QuantizedNet, TrainParams, quantize, train_float
 from cimdv.tb import sim as simflow
-from cimdv.tb.chip.nn import NN_JOB_ENV, TIMINGS
+from cimdv.tb.chip.nn import BATCH, NN_JOB_ENV, TIMINGS
 
 __all__ = ["GRID", "CORE", "Prepared", "prepare", "chip_params", "run_rtl", "compare", "RtlRun"]
 
@@ -72,15 +72,20 @@ class RtlRun:
         return self.outputs[-1].argmax(axis=1)
 
 
-def run_rtl(net, table, noise, seed, codes, images, *, sim="verilator", timing="neurram", progress=None):
+def run_rtl(
+    net, table, noise, seed, codes, images, *, sim="verilator", timing="neurram", progress=None, fault=None, params=None
+):
     """Run ``codes`` (test images ``images``) through the chip RTL; ``progress(done)`` is called with the
-    number of layer-images finished while it runs (polled, from this thread)."""
+    number of layer-images finished while it runs (polled, from this thread). ``fault`` (see
+    :mod:`cimdv.tb.chip.nn`) corrupts one cell of one responder, to prove :func:`compare` fails.
+    ``params`` overrides chip parameters (e.g. a smaller response buffer, as the regression's
+    full-size chip has; the batch of an MVM command shrinks to fit it)."""
     if sim not in simflow.SIMULATORS:
         raise ValueError(f"sim must be one of {list(simflow.SIMULATORS)}, not {sim!r}")
     if timing not in TIMINGS:
         raise ValueError(f"timing must be one of {sorted(TIMINGS)}, not {timing!r}")
     codes = np.asarray(codes)
-    params = chip_params(table)
+    params = chip_params(table) | (params or {})
     t0 = time.perf_counter()
     build = simflow.build("chip", params, sim)
     build_s = time.perf_counter() - t0
@@ -96,6 +101,9 @@ def run_rtl(net, table, noise, seed, codes, images, *, sim="verilator", timing="
             "timing": timing,
             "out": str(out),
             "progress": str(log),
+            "fault": fault,
+            # The command buffer holds an MVM's arguments: 3 words and ceil(rows / 3) per vector.
+            "batch": max(1, min(BATCH, (build.params["capacity"] - 3) // -(-table.core_rows // 3))),
         }
         job_path.write_text(json.dumps(job))
         result = {}
