@@ -63,7 +63,7 @@ durations: $(STAMP) ## rewrite tests/durations.json (shard balance) from the las
 test-one: $(STAMP) tools ## one pytest node, to reproduce: make test-one TEST='tests/...::test_x[icarus]' SEED=N
 	$(BIN)/python -m pytest -v '$(or $(TEST),$(error TEST=<pytest node id> is required))' $(if $(SIM),--sim $(SIM)) $(if $(SEED),--seed $(SEED))
 
-sim: $(STAMP) tools ## one simulation via cimdv-sim: SIM=verilator (default) SIM_ARGS='...'
+sim: $(STAMP) tools ## digits network end to end (model + chip RTL) via cimdv-sim: build/sim/{summary.json,*.png}; SIM=verilator|icarus SEED= SIM_ARGS=...
 	$(BIN)/cimdv-sim --sim $(or $(SIM),verilator) $(if $(SEED),--seed $(SEED)) $(SIM_ARGS)
 
 bench: $(STAMP) tools ## simulation speed benchmarks via cimdv-bench: BENCH_ARGS='...'

@@ -25,6 +25,11 @@ and reduced MVMs) on the same ``twin_chip`` Verilator build, from a C++ harness
 ratio ``ratio_to_raw``, the cycles per workload and the mismatches of both against the golden
 model. The ``chip_program_*`` figures are the programming phase's.
 
+``nn`` (:func:`bench_nn`) times ``make sim``'s inference: ``nn_model_wall_s``, the physical chip
+model over the whole 450-image test split for one seed (target 10 s), and ``nn_rtl_wall_s``, 50 test
+images through the chip RTL on Verilator at NeuRRAM's timing (target 5 minutes, the build timed
+apart), whose outputs must all equal the model's (any difference counts as a mismatch).
+
 ``regression`` (:func:`bench_regression`) times the full ``make test`` (tests on both simulators,
 coverage merge, closure, gates) into ``build/bench/regression/``; ``regression_wall_s`` is its wall time,
 against the 15-minute target for this 2-core machine (a target here, never a timeout in the regression).
@@ -197,6 +202,59 @@ def bench_regression():
     }
 
 
+#: The inference demo's targets: the chip model over the whole test split (one seed) and the RTL subset.
+NN_TARGETS = {"nn_model_wall_s": 10.0, "nn_rtl_wall_s": 300.0}
+#: Test images through the RTL in the ``nn`` case (``make sim``'s default).
+NN_RTL_IMAGES = 50
+
+
+def bench_nn(*, repeats, seed):
+    """``make sim``'s two speeds: the physical chip model over the whole test split (one seed, best of
+    ``repeats``; and all five seeds of ``make sim``), and ``NN_RTL_IMAGES`` images through the chip RTL on
+    Verilator with NeuRRAM's timing (the build, done first, is timed apart). The RTL's outputs are compared
+    with the model's: any difference is a mismatch."""
+    from cimdv.tb.flows import nn
+
+    t0 = time.perf_counter()
+    prep = nn.prepare()
+    train_s = time.perf_counter() - t0
+    noise = nn.physical_noise()
+    test = prep.test_codes
+
+    def model_run(s):
+        return nn.chip_model(prep, noise, s).run(test)
+
+    singles = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        first = model_run(seed + r)
+        singles.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for s in range(seed, seed + 5):
+        model_run(s)
+    five = time.perf_counter() - t0
+    n = NN_RTL_IMAGES
+    first = model_run(seed)
+    rtl = nn.run_rtl(prep.net, prep.table, noise, seed, test[:n], range(n), sim="verilator", timing="neurram")
+    agree, difference = nn.compare(rtl, first)
+    return {
+        "nn_model_wall_s": min(singles),
+        "nn_model_five_seeds_wall_s": five,
+        "nn_rtl_wall_s": rtl.wall_s,
+        "nn_rtl_build_s": rtl.build_s,
+        "test_images": len(test),
+        "rtl_images": n,
+        "rtl_sim_ms": rtl.sim_ns / 1e6,
+        "model_us_per_image": 1e6 * min(singles) / len(test),
+        "rtl_ms_per_image": 1e3 * rtl.wall_s / n,
+        "rtl_to_model_time_ratio": (rtl.wall_s / n) / (min(singles) / len(test)),
+        "train_s": train_s,
+        "mismatches": int((~agree).sum()),
+        "first_difference": difference,
+        "samples": {"nn_model_wall_s": singles},
+    }
+
+
 def bench_case(key, *, repeats, seed, scale):
     sim, timing, vectors, clock_cycles, native_cycles = CASES[key]
     vectors = max(1, int(vectors * scale))
@@ -238,9 +296,9 @@ def main(argv=None):
     p.add_argument(
         "--case",
         action="append",
-        choices=[*sorted(CASES), *CHIP_CASES, "model", "regression"],
+        choices=[*sorted(CASES), *CHIP_CASES, "model", "nn", "regression"],
         help="run only these cases (repeatable; 'model' = golden-model speed, 'chip_mvm' = the chip's raw baseline, "
-        "'regression' = the full make test, ~15 min)",
+        "'nn' = make sim's model and RTL inference, 'regression' = the full make test, ~15 min)",
     )
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats per case (default: 3)")
     p.add_argument("--scale", type=float, default=1.0, help="scale vectors and cycles (smoke runs: 0.1)")
@@ -255,7 +313,7 @@ def main(argv=None):
     out = simflow.BUILD_ROOT / "bench" / "results.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     wall0 = time.perf_counter()
-    for key in args.case or [*CASES, *CHIP_CASES, "model", "regression"]:
+    for key in args.case or [*CASES, *CHIP_CASES, "model", "nn", "regression"]:
         print(f"cimdv-bench: {key} ...", flush=True)
         if key == "regression":
             results["regression"] = r = bench_regression()
@@ -274,6 +332,15 @@ def main(argv=None):
                 f"{m['model_mvm_batched_us']:.2f} us/vector (gemm {m['numpy_gemm_per_vector_us']:.2f}), chip step "
                 f"{m['model_chip_step_ms']:.3f} ms ({m['chip_step_threads']} threads; 1 thread "
                 f"{m['model_chip_step_1thread_ms']:.3f} ms, its 48 products alone {m['numpy_chip_matmul_ms']:.3f} ms)"
+            )
+            continue
+        if key == "nn":
+            results["nn"] = r = bench_nn(repeats=args.repeats, seed=seed)
+            results.update({k: r[k] for k in NN_TARGETS})
+            print(
+                f"  chip model, {r['test_images']} test images: {r['nn_model_wall_s']:.2f} s (five seeds "
+                f"{r['nn_model_five_seeds_wall_s']:.2f} s); RTL, {r['rtl_images']} images on Verilator: "
+                f"{r['nn_rtl_wall_s']:.1f} s (build {r['nn_rtl_build_s']:.1f} s); mismatches {r['mismatches']}"
             )
             continue
         if key in CHIP_CASES:
@@ -301,6 +368,10 @@ def main(argv=None):
     if "model" in results:
         for key, target in MODEL_TARGETS.items():
             value = results["model"][key]
+            targets[key] = {"value": value, "target": target, "met": value <= target}
+    if "nn" in results:
+        for key, target in NN_TARGETS.items():
+            value = results["nn"][key]
             targets[key] = {"value": value, "target": target, "met": value <= target}
     if "regression" in results:
         wall = results["regression"]["regression_wall_s"]
