@@ -18,6 +18,7 @@ time, go to the job's ``out`` file; the flow compares them with the model.
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cocotb
@@ -29,7 +30,7 @@ from cimdv.model.nn.data import X_MAX
 from cimdv.model.nn.mapper import MappingTable
 from cimdv.model.nn.network import QuantizedNet
 from cimdv.rtl.core.regs import NEURRAM_TIMING
-from cimdv.tb.chip.env import FAST_TIMING, make_chip_tb
+from cimdv.tb.chip.env import FAST_TIMING, ChipTb, make_chip_tb
 
 __all__ = ["NN_JOB_ENV", "TIMINGS", "BATCH", "nn_inference"]
 
@@ -42,10 +43,21 @@ TIMINGS = {"neurram": dict(NEURRAM_TIMING), "fast": dict(FAST_TIMING)}
 BATCH = 25
 
 
-def _tick(tb, n):
-    """Append ``n`` lines to the job's progress file (the flow's progress bar counts them)."""
-    with open(tb.progress, "a") as f:
-        f.write("image\n" * n)
+@dataclass
+class _Run:
+    """What every layer of the run needs: the bench, the model, each core's macro, the job."""
+
+    tb: ChipTb
+    model: ChipModel
+    states: dict
+    timing: dict
+    batch: int
+    progress: str
+
+    def tick(self, n):
+        """Append ``n`` lines to the job's progress file (the flow's progress bar counts them)."""
+        with open(self.progress, "a") as f:
+            f.write("image\n" * n)
 
 
 def _faulty(model, job, xy):
@@ -67,7 +79,8 @@ def load_job(path):
     return job, model
 
 
-async def _single_core_layer(tb, model, states, index, x, images, timing, batch):
+async def _single_core_layer(run, index, x, images):
+    tb, model, batch = run.tb, run.model, run.batch
     b = model.table.blocks[index]
     area = (b.x, b.y, b.x, b.y)
     cols = slice(b.col0, b.col0 + b.cols)
@@ -75,33 +88,34 @@ async def _single_core_layer(tb, model, states, index, x, images, timing, batch)
     out, sat = np.zeros((len(x), b.cols), np.int64), np.zeros((len(x), b.cols), bool)
     for k in range(0, len(x), batch):
         n = min(batch, len(x) - k)
-        await tb.configure(model.table.config(b), area=area, batch=n, timing=timing)
-        states[b.x, b.y].seek(noise_tag(index, int(images[k])))
+        await tb.configure(model.table.config(b), area=area, batch=n, timing=run.timing)
+        run.states[b.x, b.y].seek(noise_tag(index, int(images[k])))
         blocks = await tb.client.mvm(area, xs[k : k + n], out_elems=model.table.core_cols)
         assert len(blocks) == n, f"block {b.name}: {len(blocks)} output vectors for {n} inputs"
         for v, blk in enumerate(blocks):
             out[k + v], sat[k + v] = blk.signed[cols], blk.sat[cols]
-        _tick(tb, n)
+        run.tick(n)
     return out, sat
 
 
-async def _reduced_layer(tb, model, states, layer, x, images, timing):
+async def _reduced_layer(run, layer, x, images):
+    tb, model = run.tb, run.model
     bl = model.table.layer_blocks(layer)
     area = model.table.area(layer)
     indices = [model.table.blocks.index(b) for b in bl]
     for b in bl:
-        await tb.configure(model.table.config(b), area=(b.x, b.y, b.x, b.y), batch=1, timing=timing)
+        await tb.configure(model.table.config(b), area=(b.x, b.y, b.x, b.y), batch=1, timing=run.timing)
     per_core = np.stack([model.table.block_inputs(b, x) for b in bl], axis=1)
     cols = slice(bl[0].col0, bl[0].col0 + bl[0].cols)
     out, sat = np.zeros((len(x), bl[0].cols), np.int64), np.zeros((len(x), bl[0].cols), bool)
     for v in range(len(x)):
         for i, b in zip(indices, bl, strict=True):
-            states[b.x, b.y].seek(noise_tag(i, int(images[v])))
+            run.states[b.x, b.y].seek(noise_tag(i, int(images[v])))
         sums, flags = await tb.client.mvm(
             area, per_core[v : v + 1], out_elems=model.table.core_cols, per_core=True, reduce=True
         )
         out[v], sat[v] = sums[cols], flags[cols]
-        _tick(tb, 1)
+        run.tick(1)
     return out, sat
 
 
@@ -110,11 +124,10 @@ async def nn_inference(dut):
     """The job's test images through every layer of the mapped network on the chip RTL."""
     job, model = load_job(os.environ[NN_JOB_ENV])
     tb = await make_chip_tb(dut)
-    timing = TIMINGS[job["timing"]]
-    tb.progress = job["progress"]
     states = {xy: model.macro_state(xy, _faulty(model, job, xy)) for xy in model.cores}
     for xy, state in states.items():
         tb.responders[xy].load_weights(state)
+    run = _Run(tb, model, states, TIMINGS[job["timing"]], job["batch"], job["progress"])
     x = np.asarray(job["codes"], dtype=np.int64)
     images = np.asarray(job["images"], dtype=np.int64)
     wall0, ns0 = time.perf_counter(), get_sim_time("ns")
@@ -122,11 +135,9 @@ async def nn_inference(dut):
     for layer in range(model.table.layers):
         bl = model.table.layer_blocks(layer)
         if len(bl) == 1:
-            out, sat = await _single_core_layer(
-                tb, model, states, model.table.blocks.index(bl[0]), x, images, timing, job["batch"]
-            )
+            out, sat = await _single_core_layer(run, model.table.blocks.index(bl[0]), x, images)
         else:
-            out, sat = await _reduced_layer(tb, model, states, layer, x, images, timing)
+            out, sat = await _reduced_layer(run, layer, x, images)
         outputs.append(out.tolist())
         saturated.append(sat.tolist())
         if model.net.layers[layer].hidden:
