@@ -23,15 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
-    "BLOCKS",
-    "PLAN_PATH",
-    "STAGES",
-    "Covergroup",
-    "Testplan",
-    "Testpoint",
-    "load_testplan",
-    "markdown",
-    "parse_testplan",
+    "BLOCKS", "PLAN_PATH", "STAGES", "Covergroup", "Testplan", "Testpoint",
+    "load_testplan", "markdown", "parse_testplan",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -134,12 +127,8 @@ def parse_testplan(data: dict) -> Testplan:
     """A :class:`Testplan` from the parsed TOML document; ``ValueError`` names the first problem."""
     points, groups = [], []
     for i, entry in enumerate(data.get("testpoint", [])):
-        _require(
-            entry,
-            "testpoint",
-            i,
-            {"name": str, "block": str, "stage": str, "desc": str, "tests": list, "covergroups": list},
-        )
+        _require(entry, "testpoint", i, {"name": str, "block": str, "stage": str, "desc": str, "tests": list,
+                                         "covergroups": list})
         if entry["block"] not in BLOCKS:
             raise ValueError(f"testplan: testpoint {entry['name']!r} block {entry['block']!r}; valid: {BLOCKS}")
         if entry["stage"] not in STAGES:
@@ -148,12 +137,8 @@ def parse_testplan(data: dict) -> Testplan:
             raise ValueError(f"testplan: testpoint {entry['name']!r} names no test")
         points.append(
             Testpoint(
-                entry["name"],
-                entry["block"],
-                entry["stage"],
-                entry["desc"],
-                tuple(entry["tests"]),
-                tuple(entry["covergroups"]),
+                entry["name"], entry["block"], entry["stage"], entry["desc"],
+                tuple(entry["tests"]), tuple(entry["covergroups"]),
             )
         )
     for i, entry in enumerate(data.get("covergroup", [])):

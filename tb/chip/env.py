@@ -35,18 +35,13 @@ from cimdv.tb.vip.program import ProgramResponder
 from cimdv.tb.vip.stream import StreamBus, StreamMonitor, StreamSink, StreamSource
 
 __all__ = [
-    "ChipTb",
-    "StreamHostPort",
-    "CLOCK_NS",
-    "FAST_TIMING",
-    "TRACE_ENV",
-    "make_chip_tb",
-    "traces_on_each_simulator",
+    "ChipTb", "StreamHostPort", "CLOCK_NS", "FAST_TIMING", "TRACE_ENV", "make_chip_tb", "traces_on_each_simulator",
 ]
 
 #: If set, every response (its words and the simulation time it completed at, ns) is appended
 #: there as one JSON line: same seed and DUT must give the same file on every simulator.
 TRACE_ENV = "CIMDV_CHIP_TRACE"
+
 
 
 def traces_on_each_simulator(params, module, testcase, seed, out_dir):

@@ -40,10 +40,8 @@ DEFAULTS = {"rows": 16, "cols": 12, "lanes": 4, "pulse_bits": 8}
 
 def _hit(cov, groups):
     """``{group: bins hit}`` of a coverage instance."""
-    return {
-        g: {f"{item}/{label}" for item, bins in cov.groups[g].hits().items() for label, h in bins.items() if h}
-        for g in groups
-    }
+    return {g: {f"{item}/{label}" for item, bins in cov.groups[g].hits().items() for label, h in bins.items() if h}
+            for g in groups}
 
 
 async def _phase(tb, weights, cov, goal, gen, *, guided, budget, deadline):
@@ -63,12 +61,8 @@ async def _phase(tb, weights, cov, goal, gen, *, guided, budget, deadline):
         left = {g: bins - hit[g] for g, bins in left.items()}
     reached = not any(left.values())
     stopped = "goal" if reached else "budget" if n >= budget else "wall"
-    return {
-        "transactions": n,
-        "reached": reached,
-        "stopped_by": stopped,
-        "holes_left": {g: sorted(b) for g, b in left.items()},
-    }
+    return {"transactions": n, "reached": reached, "stopped_by": stopped,
+            "holes_left": {g: sorted(b) for g, b in left.items()}}
 
 
 @cocotb.test()
@@ -92,15 +86,13 @@ async def coverage_closure(dut):
 
     phases = {}
     holes = {g: set(b) for g, b in plan["holes"].items()}
-    phases["holes"] = await _phase(
-        tb, weights, default, holes, stimulus(), guided=True, budget=budget, deadline=started + 0.4 * wall
-    )
+    phases["holes"] = await _phase(tb, weights, default, holes, stimulus(), guided=True, budget=budget,
+                                   deadline=started + 0.4 * wall)
     goal = {g: set(b) for g, b in plan["goal"].items()}
     for name, guided, share in (("guided", True, 0.6), ("unguided", False, 1.0)):
         cov = functional.FunctionalCoverage(f"closure_{name}").use_core(pulse_bits)
-        phases[name] = await _phase(
-            tb, weights, cov, goal, stimulus(), guided=guided, budget=budget, deadline=started + share * wall
-        )
+        phases[name] = await _phase(tb, weights, cov, goal, stimulus(), guided=guided, budget=budget,
+                                    deadline=started + share * wall)
         dut._log.info("%s from empty: %s", name, {k: v for k, v in phases[name].items() if k != "holes_left"})
     tb.fcov = default
     result = {

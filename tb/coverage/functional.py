@@ -215,8 +215,7 @@ def pulse_buckets(pulse_bits: int = 8) -> tuple[tuple[str, int, int], ...]:
     (the PULSE_OVF rule at one magnitude bit); buckets are 1, then powers of two, then the maximum.
     """
     top = max(
-        m
-        for m in _field_values("MODE", "pulse_mult", pulse_bits)
+        m for m in _field_values("MODE", "pulse_mult", pulse_bits)
         if not {"PULSE_MULT", "PULSE_OVF"} & _errors(pulse_mult=m, in_bits=1, signed=False, pulse_bits=pulse_bits)
     )
     buckets = [("pulse_mult=1", 1, 1)]
@@ -358,12 +357,8 @@ def _error_bits() -> tuple[str, ...]:
     return tuple(name for name, _ in sorted(ErrorBit.names().items(), key=lambda kv: kv[1]) if name != "CONFIG")
 
 
-_MODES = {
-    (False, False): "multicast",
-    (True, False): "per_core",
-    (False, True): "multicast_reduce",
-    (True, True): "per_core_reduce",
-}
+_MODES = {(False, False): "multicast", (True, False): "per_core", (False, True): "multicast_reduce",
+          (True, True): "per_core_reduce"}
 
 
 def _rect_sizes(cols: int, rows: int) -> list[int]:
@@ -412,9 +407,8 @@ def group_specs(*, pulse_bits: int = 8, mesh=None, grid: tuple[int, int] | None 
     )
 
     p_kind = Point("vector", VECTOR_KINDS)
-    lo_unsigned = CoreConfig(
-        rows=1, cols=1, backward=False, signed=False, in_bits=1, out_bits=1, pulse_mult=1, max_count=0
-    ).in_range[0]
+    lo_unsigned = CoreConfig(rows=1, cols=1, backward=False, signed=False, in_bits=1, out_bits=1, pulse_mult=1,
+                             max_count=0).in_range[0]
 
     def extreme_ok(kind, signedness):
         # Unsigned inputs have their minimum at 0: the all-min vector is the zero vector.
@@ -450,9 +444,8 @@ def group_specs(*, pulse_bits: int = 8, mesh=None, grid: tuple[int, int] | None 
             return mesh.reachable(by_label[src], by_label[dst])
 
         specs["noc_traffic_cg"] = GroupSpec(
-            "noc_traffic_cg",
-            (p_src, p_dst, p_cont),
-            (_cross("source_x_destination_x_contention", (p_src, p_dst, p_cont), pair_ok),),
+            "noc_traffic_cg", (p_src, p_dst, p_cont), (_cross("source_x_destination_x_contention",
+                                                              (p_src, p_dst, p_cont), pair_ok),)
         )
         shapes = []
         for w in range(1, mesh.cols + 1):
@@ -477,16 +470,8 @@ def group_specs(*, pulse_bits: int = 8, mesh=None, grid: tuple[int, int] | None 
 
 
 #: Groups whose bins need no run-time parameter (pulse_bits at its default when no core was seen).
-_PARAMETER_FREE = (
-    "core_errors_cg",
-    "reset_state_cg",
-    "prog_outcome_cg",
-    "host_status_cg",
-    "core_input_cg",
-    "core_output_cg",
-    "input_extremes_cg",
-    "count_buckets_cg",
-)
+_PARAMETER_FREE = ("core_errors_cg", "reset_state_cg", "prog_outcome_cg", "host_status_cg", "core_input_cg",
+                   "core_output_cg", "input_extremes_cg", "count_buckets_cg")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -702,11 +687,8 @@ class FunctionalCoverage:
         group = self.groups.get("noc_traffic_cg")
         if group is None:
             raise ValueError("noc_traffic_cg needs use_mesh() first")
-        group.sample(
-            source=endpoint_label(src),
-            destination=endpoint_label(dst),
-            contention="contended" if contended else "uncontended",
-        )
+        group.sample(source=endpoint_label(src), destination=endpoint_label(dst),
+                     contention="contended" if contended else "uncontended")
 
     def sample_noc_header(self, mesh, src, rect, route) -> None:
         """One header injected at ``src`` towards ``rect`` = (x0, y0, x1, y1), with its reference ``route``."""

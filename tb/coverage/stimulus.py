@@ -87,7 +87,8 @@ def merge_knobs(a: Knobs, b: Knobs, pulse_bits: int = 8) -> Knobs | None:
     if knobs.pulse is not None and knobs.in_bits is not None:
         signs = [knobs.signed] if knobs.signed is not None else [False, True]
         if not any(
-            not _in_illegal(knobs.in_bits, s) and ((1 << pulse_bits) - 1) >> (knobs.in_bits - s - 1) >= knobs.pulse[0]
+            not _in_illegal(knobs.in_bits, s)
+            and ((1 << pulse_bits) - 1) >> (knobs.in_bits - s - 1) >= knobs.pulse[0]
             for s in signs
         ):
             return None
@@ -98,14 +99,9 @@ def _count_range(target, top):
     """Range of the largest neuron's count that the output targets ask for."""
     top = max(top, 1)
     ranges = {
-        "sat_positive": (top, 4.0 * top),
-        "sat_negative": (top, 4.0 * top),
-        "count_max": (top, 4.0 * top),
-        "count_high": (0.75 * top, top),
-        "count_mid": (0.25 * top, 0.75 * top),
-        "count_low": (2.0, 0.25 * top),
-        "count_0_1": (0.3, 1.5),
-        "sat_none": (0.5, 0.9 * top),
+        "sat_positive": (top, 4.0 * top), "sat_negative": (top, 4.0 * top), "count_max": (top, 4.0 * top),
+        "count_high": (0.75 * top, top), "count_mid": (0.25 * top, 0.75 * top), "count_low": (2.0, 0.25 * top),
+        "count_0_1": (0.3, 1.5), "sat_none": (0.5, 0.9 * top),
     }
     picked = [ranges[t.rstrip("+-")] for t in target if t.rstrip("+-") in ranges]
     if not picked:
@@ -182,9 +178,8 @@ class CoreStimulus:
         if self.weights.shape != (rows, cols):
             raise ValueError(f"weights must have shape ({rows}, {cols}), not {self.weights.shape}")
         self.rng = rng
-        self.specs = {
-            name: spec for name, spec in fc.group_specs(pulse_bits=pulse_bits).items() if name in fc.CLOSURE_GROUPS
-        }
+        self.specs = {name: spec for name, spec in fc.group_specs(pulse_bits=pulse_bits).items()
+                      if name in fc.CLOSURE_GROUPS}
         self._unit = ExactCore(self.weights, MacroParams(delta=1))
 
     # ---- drawing -------------------------------------------------------------------------
@@ -245,18 +240,9 @@ class CoreStimulus:
             mask[on] = True
             mask[(on + 1 + int(r.integers(n_out - 1))) % n_out] = False
         cfg = CoreConfig(
-            rows=self.rows,
-            cols=self.cols,
-            backward=backward,
-            signed=signed,
-            in_bits=in_bits,
-            out_bits=out_bits,
-            pulse_mult=pulse_mult,
-            max_count=max_count,
-            noise_pulses=int(r.integers(0, 3)),
-            line_modes=modes,
-            out_mask=tuple(bool(v) for v in mask),
-            pulse_bits=self.pulse_bits,
+            rows=self.rows, cols=self.cols, backward=backward, signed=signed, in_bits=in_bits, out_bits=out_bits,
+            pulse_mult=pulse_mult, max_count=max_count, noise_pulses=int(r.integers(0, 3)), line_modes=modes,
+            out_mask=tuple(bool(v) for v in mask), pulse_bits=self.pulse_bits,
         )
         lo, hi = cfg.in_range
         kind = knobs.vector or self._choice(["zero", "all_max", "all_min", "random"], p=[0.05, 0.05, 0.05, 0.85])

@@ -165,16 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         r = run_closure(args.merged, args.out, seed=args.seed, budget=args.budget, wall_s=args.wall_s)
     except ValueError as exc:
         parser.error(str(exc))
-    print(
-        f"closure: goal {r['goal_bins']} bins, {r['before_pct']:.2f} % -> {r['after_pct']:.2f} % "
-        f"({r['closure_transactions']} transactions on the holes)"
-    )
+    print(f"closure: goal {r['goal_bins']} bins, {r['before_pct']:.2f} % -> {r['after_pct']:.2f} % "
+          f"({r['closure_transactions']} transactions on the holes)")
     stopped = r["stopped_by"]["unguided"]
-    print(
-        f"closure: from empty coverage, guided {r['guided_transactions']} transactions"
-        f"{'' if r['guided_reached_goal'] else ' (goal not reached)'}, unguided {r['unguided_transactions']}"
-        f"{'' if r['unguided_reached_goal'] else f' (goal not reached: {stopped} spent)'}; wall {r['wall_s']} s"
-    )
+    print(f"closure: from empty coverage, guided {r['guided_transactions']} transactions"
+          f"{'' if r['guided_reached_goal'] else ' (goal not reached)'}, unguided {r['unguided_transactions']}"
+          f"{'' if r['unguided_reached_goal'] else f' (goal not reached: {stopped} spent)'}; wall {r['wall_s']} s")
     print(f"closure: wrote {args.out / 'closure.json'}")
     return 0 if r["goal_reached"] else 1
 
