@@ -417,6 +417,8 @@ def convert(cfg, params, integ):
 
     Returns ``(sign, count, sat, steps)``: int64 integrators of any leading shape in, the
     controller's outputs per neuron out (``steps`` per vector: the DECREMENTs it ran).
+    ``params`` needs ``threshold`` and ``delta``; they may be per-neuron arrays (``n_out``
+    entries), which broadcast over the neurons.
     """
     n_out = cfg.n_out
     mask = cfg.mask[:n_out]

@@ -10,8 +10,10 @@ Physics (cim-golden-model.md §3; the magnitudes are :class:`ChipNoise`'s defaul
 * **read noise** (per array activation): every SAMPLE re-drives the lines, so each sample of
   each sensed line gets ``N(0, σ_r² · n_connected)`` with ``σ_r`` = ``read_noise_uS`` per cell
   (1 % of G_max), rounded to codes; a 4-bit input is ``2 * M * 15`` samples;
-* **conversion**: the exact integrate-and-fire rules (:func:`cimdv.model.exact.convert`) with the
-  chip-wide ``Δ`` and ``θ``; partial sums of a split layer are converted per core, then added.
+* **neurons** (static, per seed and core): a comparator offset per neuron (σ = 0.1 Δ) and a
+  decrement-quantum mismatch per neuron (σ = 1 %, cim-golden-model.md §3.6), both in codes;
+* **conversion**: the exact integrate-and-fire rules (:func:`cimdv.model.exact.convert`) with
+  each neuron's ``θ_j`` and ``Δ_j``; partial sums of a split layer are converted per core, then added.
 
 Why integer: every quantity is an integer number of codes, so the closed form here (one matrix
 product per block and the sum of the per-sample noise) and the macro stepped sample by sample
@@ -33,7 +35,7 @@ from .data import X_MAX
 from .mapper import MappingTable
 from .network import QuantizedNet
 
-__all__ = ["ChipNoise", "Inference", "ChipModel", "NoisyMacroState", "noise_tag", "read_noise"]
+__all__ = ["ChipNoise", "Inference", "ChipModel", "NeuronParams", "NoisyMacroState", "noise_tag", "read_noise"]
 
 #: Images per block in a noise tag (``noise_tag(b, i) = b * TAG_STRIDE + i``).
 TAG_STRIDE = 1 << 20
@@ -68,15 +70,22 @@ class ChipNoise(Serialisable):
     weight_sigma : float
         Extra Gaussian conductance error, σ as a fraction of the top level's conductance
         (``7 g``); for the weight-noise sweep (0 in the physical model).
+    comparator_offset : float
+        σ of a static per-neuron comparator offset, in ADC quanta Δ (the threshold becomes
+        ``θ + offset_j``).
+    decrement_mismatch : float
+        Relative σ of a static per-neuron decrement quantum: ``Δ_j = Δ (1 + ε_j)`` (~1 %).
     """
 
     g_tol_uS: float = 1.0
     relax_time_s: float | None = 86400.0
     read_noise_uS: float = 0.4
     weight_sigma: float = 0.0
+    comparator_offset: float = 0.1
+    decrement_mismatch: float = 0.01
 
     def __post_init__(self):
-        for name in ("g_tol_uS", "read_noise_uS", "weight_sigma"):
+        for name in ("g_tol_uS", "read_noise_uS", "weight_sigma", "comparator_offset", "decrement_mismatch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
@@ -86,7 +95,14 @@ class ChipNoise(Serialisable):
     @classmethod
     def none(cls):
         """No non-ideality: the quantised network, exactly."""
-        return cls(g_tol_uS=0.0, relax_time_s=None, read_noise_uS=0.0, weight_sigma=0.0)
+        return cls(
+            g_tol_uS=0.0,
+            relax_time_s=None,
+            read_noise_uS=0.0,
+            weight_sigma=0.0,
+            comparator_offset=0.0,
+            decrement_mismatch=0.0,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +147,7 @@ class ChipModel:
         self.targets = table.targets(net)
         self.cores = table.cores_used
         self.codes = {xy: self._realise(xy, t) for xy, t in self.targets.items()}
+        self.neurons = {xy: self._neurons(xy) for xy in self.cores}
         unit = net.analog.unit_uS
         self.read_sigma = noise.read_noise_uS / unit  # codes per sqrt(connected cell)
 
@@ -151,6 +168,16 @@ class ChipModel:
             g = np.maximum(g + extra * n.weight_sigma * top, 0.0)
         return np.rint(g / unit).astype(np.int64)
 
+    def _neurons(self, xy):
+        """Per-neuron :class:`NeuronParams` of core ``xy`` (threshold and quantum, in codes)."""
+        n = self.noise
+        lines = max(self.table.core_rows, self.table.core_cols)
+        delta, theta = self.macro.delta, self.macro.threshold
+        z = np.random.default_rng([self.seed, self.core_index(xy), 3]).standard_normal((2, lines))
+        threshold = theta + np.rint(n.comparator_offset * delta * z[0]).astype(np.int64)
+        quantum = np.maximum(1, np.rint(delta * (1.0 + n.decrement_mismatch * z[1]))).astype(np.int64)
+        return NeuronParams(threshold=threshold, delta=quantum)
+
     def macro_state(self, xy, codes=None):
         """The cycle-level macro of core ``xy`` (for the RTL's analog responder); ``codes`` overrides
         its conductances (fault injection: the negative test of the RTL comparison)."""
@@ -160,6 +187,7 @@ class ChipModel:
             read_sigma=self.read_sigma,
             seed=self.seed,
             core=self.core_index(xy),
+            neurons=self.neurons[xy],
         )
 
     def block_integrators(self, block_index, x_layer, images):
@@ -204,7 +232,8 @@ class ChipModel:
             for b in self.table.layer_blocks(layer):
                 i = self.table.blocks.index(b)
                 integ, cfg = self.block_integrators(i, x, images)
-                sign, count, s, _ = convert(cfg, self.macro, integ)
+                neurons = self.neurons[b.x, b.y]
+                sign, count, s, _ = convert(cfg, neurons.outputs(cfg.n_out), integ)
                 cols = slice(b.col0, b.col0 + b.cols)
                 signed = np.where(sign[:, cols] == 1, -count[:, cols], count[:, cols])
                 counts[i] = signed
@@ -222,12 +251,26 @@ class ChipModel:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class NeuronParams:
+    """Each neuron's comparator threshold and decrement quantum (int64 arrays, one per line)."""
+
+    threshold: np.ndarray
+    delta: np.ndarray
+
+    def outputs(self, n_out):
+        """The first ``n_out`` neurons' values, in the form :func:`cimdv.model.exact.convert` takes
+        (it broadcasts ``threshold`` and ``delta`` over the neurons)."""
+        return NeuronParams(threshold=self.threshold[:n_out], delta=self.delta[:n_out])
+
+
 class NoisyMacroState(MacroState):
     """The exact cycle-level macro with per-activation read noise (what the responder runs).
 
     Every SAMPLE adds ``read_noise(rng, 1, n_out, read_sigma * sqrt(n_connected))`` to the latched
     sample, with ``n_connected`` the lines the SAMPLE drives; INIT opens the noise stream of the
     next tag (``default_rng([seed, core, tag])``), and tags count up from the last :meth:`seek`.
+    COMPARE uses each neuron's threshold and DECREMENT each neuron's quantum (``neurons``).
 
     Parameters
     ----------
@@ -239,10 +282,20 @@ class NoisyMacroState(MacroState):
         Read-noise σ of one connected cell, codes.
     seed, core : int
         The run's seed and the core's linear index (keys of the noise streams).
+    neurons : NeuronParams, optional
+        Per-neuron threshold and quantum (default: ``params``' for every neuron).
     """
 
-    def __init__(self, weights, params, *, read_sigma, seed, core):
+    def __init__(self, weights, params, *, read_sigma, seed, core, neurons=None):
         super().__init__(weights, params)
+        if neurons is None:
+            full = np.full(self.lines, 1, dtype=np.int64)
+            neurons = NeuronParams(threshold=full * params.threshold, delta=full * params.delta)
+        if neurons.threshold.shape != (self.lines,) or neurons.delta.shape != (self.lines,):
+            raise ValueError(f"neurons must hold {self.lines} thresholds and quanta (one per line)")
+        if neurons.delta.min() < 1:
+            raise ValueError("neurons.delta must be >= 1 for every neuron")
+        self.neurons = neurons
         self.read_sigma = float(read_sigma)
         self.seed, self.core = int(seed), int(core)
         self.tag = 0
@@ -272,3 +325,17 @@ class NoisyMacroState(MacroState):
         super().integrate()
         self._grow(int(np.abs(self._noise).max(initial=0)))
         self._integ += self._noise
+
+    def compare(self):
+        out = self._integ > self.neurons.threshold
+        out[self._n_out() :] = False
+        return out
+
+    def decrement(self, dec_up):
+        up = np.asarray(dec_up)
+        if up.dtype != np.bool_ or up.shape != (self.lines,):
+            raise TypeError(
+                f"dec_up must be a bool array of {self.lines} entries, not dtype {up.dtype} shape {up.shape}"
+            )
+        self._grow(int(self.neurons.delta.max()))
+        self._integ += np.where(up, self.neurons.delta, -self.neurons.delta)

@@ -5,11 +5,12 @@ import numpy as np
 __all__ = ["plot_all"]
 
 
-def plot_all(out_dir, *, labels, predictions, sweep, quantized, chip_mean, block_counts, table):
+def plot_all(out_dir, *, labels, predictions, sweep, plain_sweep, quantized, chip_mean, block_counts, table):
     """Write the three plots into ``out_dir``; returns ``{name: path}``.
 
-    ``sweep`` is ``[(weight_sigma, [accuracies over seeds])]``; ``block_counts`` the chip model's
-    signed ADC counts per block (mapping-table index -> ``(n, cols)``).
+    ``sweep`` and ``plain_sweep`` (the network trained without weight noise) are
+    ``[(weight_sigma, [accuracies over seeds])]``, possibly empty; ``block_counts`` the chip
+    model's signed ADC counts per block (mapping-table index -> ``(n, cols)``).
     """
     import matplotlib
 
@@ -36,17 +37,18 @@ def plot_all(out_dir, *, labels, predictions, sweep, quantized, chip_mean, block
     fig.savefig(paths["confusion_matrix"], dpi=110)
     plt.close(fig)
 
-    sig = np.array([s for s, _ in sweep]) * 100
-    acc = [np.asarray(a) * 100 for _, a in sweep]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar(
-        sig,
-        [a.mean() for a in acc],
-        yerr=[a.std() for a in acc],
-        marker="o",
-        capsize=3,
-        label="chip model, extra Gaussian weight noise",
-    )
+    for points, label in ((sweep, "noise-aware training"), (plain_sweep, "trained without weight noise")):
+        if points:
+            acc = [np.asarray(a) * 100 for _, a in points]
+            ax.errorbar(
+                [100 * f for f, _ in points],
+                [a.mean() for a in acc],
+                yerr=[a.std() for a in acc],
+                marker="o",
+                capsize=3,
+                label=f"chip model, Gaussian weight noise: {label}",
+            )
     ax.axhline(quantized * 100, color="gray", linestyle="--", label="quantised, ideal")
     ax.axhline(chip_mean * 100, color="tab:red", linestyle=":", label="physical model (programming + relaxation)")
     ax.set_xlabel("weight noise σ (% of w_max conductance)")

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cimdv.model.nn.chip import ChipModel, ChipNoise
+from cimdv.model.nn.network import TrainParams
 from cimdv.tb.chip.nn import TIMINGS
 from cimdv.tb.flows import nn
 from cimdv.tb.flows.nn_plots import plot_all
@@ -115,6 +116,27 @@ def _reproduce(args):
     )
 
 
+def _chip_runs(prep, noise, seeds, desc):
+    """The chip model over the test split, once per seed."""
+    return [
+        ChipModel(prep.net, prep.table, noise, seed=s).run(prep.test_codes) for s in tqdm(seeds, desc=desc, unit="seed")
+    ]
+
+
+def _sweep(prep, seeds, desc):
+    """``[(weight_sigma, [accuracy per seed])]``: programming and relaxation replaced by Gaussian weight
+    noise of each :data:`WEIGHT_NOISE` level, every other term as in the physical model."""
+    seeds = list(seeds)
+    if not seeds:
+        return []
+    got = {}
+    for f, s in tqdm([(f, s) for f in WEIGHT_NOISE for s in seeds], desc=desc, unit="run"):
+        noise = ChipNoise(g_tol_uS=0.0, relax_time_s=None, weight_sigma=f)
+        result = ChipModel(prep.net, prep.table, noise, seed=s).run(prep.test_codes)
+        got.setdefault(f, []).append(result.accuracy(prep.digits.y_test))
+    return [(f, got[f]) for f in WEIGHT_NOISE]
+
+
 def run(args):
     """The whole demo; returns the summary dict (also written to ``args.out_dir/summary.json``)."""
     wall0 = time.perf_counter()
@@ -136,25 +158,19 @@ def run(args):
 
     acc_float = float(np.mean(prep.float_net.predict(test) == labels))
     acc_quant = ChipModel(prep.net, prep.table, ChipNoise.none()).run(test).accuracy(labels)
-
     seeds = list(range(args.seed, args.seed + args.seeds))
     physical = ChipNoise()
-    accs, first = [], None
     t0 = time.perf_counter()
-    for s in tqdm(seeds, desc="chip model, test split", unit="seed"):
-        result = ChipModel(prep.net, prep.table, physical, seed=s).run(test)
-        accs.append(result.accuracy(labels))
-        first = first or result
+    results = _chip_runs(prep, physical, seeds, "chip model, test split")
     model_wall = time.perf_counter() - t0
+    accs, first = [r.accuracy(labels) for r in results], results[0]
+    sweep = _sweep(prep, range(args.seed, args.seed + args.sweep_seeds), "weight-noise sweep")
 
-    sweep = []
-    if args.sweep_seeds:
-        grid = [(f, s) for f in WEIGHT_NOISE for s in range(args.seed, args.seed + args.sweep_seeds)]
-        got = {}
-        for f, s in tqdm(grid, desc="weight-noise sweep", unit="run"):
-            noise = ChipNoise(g_tol_uS=0.0, relax_time_s=None, read_noise_uS=physical.read_noise_uS, weight_sigma=f)
-            got.setdefault(f, []).append(ChipModel(prep.net, prep.table, noise, seed=s).run(test).accuracy(labels))
-        sweep = [(f, got[f]) for f in WEIGHT_NOISE]
+    # The same flow without noise-aware training: what the noise costs a network not trained for it.
+    plain = nn.prepare(TrainParams(weight_noise=0.0))
+    plain_quant = ChipModel(plain.net, plain.table, ChipNoise.none()).run(test).accuracy(labels)
+    plain_accs = [r.accuracy(labels) for r in _chip_runs(plain, physical, seeds, "same, no noise-aware training")]
+    plain_sweep = _sweep(plain, range(args.seed, args.seed + args.sweep_seeds), "sweep, no noise-aware training")
 
     rtl = {"rtl_images": 0, "rtl_agreement": None, "rtl_accuracy": None, "rtl_wall_s": None}
     difference = reproduce_rtl = None
@@ -193,7 +209,8 @@ def run(args):
         out,
         labels=labels,
         predictions=first.predictions,
-        sweep=sweep or [(0.0, [accs[0]])],
+        sweep=sweep,
+        plain_sweep=plain_sweep,
         quantized=acc_quant,
         chip_mean=float(np.mean(accs)),
         block_counts=first.block_counts,
@@ -221,6 +238,12 @@ def run(args):
         **{k: v for k, v in rtl.items() if k not in ("rtl_images", "rtl_agreement", "rtl_accuracy")},
         "rtl_first_difference": difference,
         "weight_noise_sweep": [{"weight_sigma": f, "accuracy": a} for f, a in sweep],
+        "without_noise_training": {
+            "accuracy_quantized": plain_quant,
+            "accuracy_chip_mean": float(np.mean(plain_accs)),
+            "accuracy_chip_std": float(np.std(plain_accs)),
+            "weight_noise_sweep": [{"weight_sigma": f, "accuracy": a} for f, a in plain_sweep],
+        },
         "targets": {
             "chip_within_2pp_of_quantized": gap <= ACCURACY_GAP_PP,
             "rtl_agreement_1": rtl["rtl_agreement"] == 1.0 if args.rtl_images else None,
@@ -238,6 +261,11 @@ def _pct(v):
 
 
 def report(s):
+    plain = s["without_noise_training"]
+    plain_text = (
+        f"{_pct(plain['accuracy_chip_mean'])} ± {100 * plain['accuracy_chip_std']:.2f} "
+        f"(quantised {_pct(plain['accuracy_quantized'])})"
+    )
     rows = [
         ("test images (train images)", f"{s['test_images']} ({s['train_images']})"),
         ("(a) float", _pct(s["accuracy_float"])),
@@ -246,6 +274,7 @@ def report(s):
             f"(c) chip model, {len(s['chip_seeds'])} seeds",
             f"{_pct(s['accuracy_chip_mean'])} ± {100 * s['accuracy_chip_std']:.2f} (gap {s['chip_gap_pp']:+.2f} pp)",
         ),
+        ("    same, trained without weight noise", plain_text),
         (f"(d) RTL, {s['rtl_images']} images ({s['simulator']})", _pct(s["rtl_accuracy"])),
         ("    same images, chip model", _pct(s.get("rtl_model_accuracy"))),
         ("    RTL outputs identical to (c)", _pct(s["rtl_agreement"])),

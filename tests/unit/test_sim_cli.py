@@ -43,6 +43,7 @@ def test_model_only_run_writes_everything(tmp_path, capsys):
     assert s["rtl_images"] == 0 and s["rtl_agreement"] is None
     assert 0.9 < s["accuracy_quantized"] <= 1 and 0.9 < s["accuracy_chip_mean"] <= 1
     assert len(s["weight_noise_sweep"]) == len(sim.WEIGHT_NOISE)
+    assert len(s["without_noise_training"]["weight_noise_sweep"]) == len(sim.WEIGHT_NOISE)
     for name in (
         "mapping.json",
         "mapping.md",

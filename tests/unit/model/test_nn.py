@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cimdv.model.exact import ExactCore, MacroParams, run_sequence
-from cimdv.model.nn.chip import ChipModel, ChipNoise, NoisyMacroState, noise_tag, read_noise
+from cimdv.model.nn.chip import ChipModel, ChipNoise, NeuronParams, NoisyMacroState, noise_tag, read_noise
 from cimdv.model.nn.data import X_MAX, input_codes, load_split
 from cimdv.model.nn.mapper import Block, MappingTable, _spread, map_network, segments_needed
 from cimdv.model.nn.network import AnalogScale, QuantizedNet, QuantLayer, TrainParams, quantize, train_float
@@ -268,7 +268,29 @@ def test_chip_model_refuses_bad_input(small_net):
         ChipNoise(read_noise_uS=-1.0)
 
 
-def test_noisy_macro_needs_an_init():
+def test_noisy_macro_needs_an_init_and_whole_neuron_arrays():
     state = NoisyMacroState(np.ones((4, 4), dtype=np.int64), MacroParams(delta=4), read_sigma=1.0, seed=0, core=0)
     with pytest.raises(RuntimeError, match="SAMPLE before the first INIT"):
         state.sample(np.array([1, 0, 0, 0]), False)
+    short = NeuronParams(threshold=np.zeros(3, np.int64), delta=np.ones(3, np.int64))
+    with pytest.raises(ValueError, match="neurons must hold 4 thresholds and quanta"):
+        NoisyMacroState(np.ones((4, 4), np.int64), MacroParams(delta=4), read_sigma=0, seed=0, core=0, neurons=short)
+
+
+def test_static_neuron_terms():
+    """Thresholds and quanta are per neuron with the physical defaults, uniform when ideal; the stepped
+    macro obeys them (a neuron whose threshold sits above its integrator reads 'not above')."""
+    rng = np.random.default_rng(2)
+    net = tiny_net(rng)
+    t = map_network(net, grid=(2, 1), core_rows=32, core_cols=32)
+    ideal = ChipModel(net, t, ChipNoise.none()).neurons[0, 0]
+    assert (ideal.threshold == net.analog.threshold).all() and (ideal.delta == net.analog.delta).all()
+    physical = ChipModel(net, t, seed=4).neurons[0, 0]
+    assert np.unique(physical.threshold).size > 10 and np.unique(physical.delta).size > 10
+    assert abs(np.std(physical.delta) / net.analog.delta - 0.01) < 0.005
+    state = ChipModel(net, t, seed=4).macro_state((0, 0))
+    state.init()
+    state._integ[:] = physical.threshold  # exactly at each threshold: not above
+    assert not state.compare().any()
+    state._integ[:] += 1
+    assert state.compare().all()
