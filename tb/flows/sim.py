@@ -4,9 +4,10 @@ Steps (docs/nn.md): the fixed split of scikit-learn's digits; float training wit
 then 4-bit quantisation-aware fine-tuning; the mapping table (differential pairs, bias rows,
 a layer split over two cores with its partial sums reduced over the NoC, two layers sharing a
 core); then the test split through (a) the float network, (b) the quantised network, ideal,
-(c) the physical chip model with programming, relaxation and read noise over several seeds,
-a weight-noise sweep, and (d) the chip RTL with the physical model as every tile's analog
-macro on the first ``--rtl-images`` test images, compared output by output with (c).
+(c) the physical chip model (programming, relaxation, read noise, per-neuron offsets and quanta)
+over several seeds, a weight-noise sweep, the same for a network trained without weight noise,
+and (d) the chip RTL with the physical model as every tile's analog macro on the first
+``--rtl-images`` test images, compared output by output with (c).
 
 Writes ``build/sim/``: ``summary.json``, ``mapping.json`` and ``mapping.md`` (the mapping table),
 ``network.json`` (the integer network), and the plots ``confusion_matrix.png``,
