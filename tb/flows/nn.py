@@ -78,7 +78,7 @@ def run_rtl(
     """Run ``codes`` (test images ``images``) through the chip RTL; ``progress(done)`` is called with the
     number of layer-images finished while it runs (polled, from this thread). ``fault`` (see
     :mod:`cimdv.tb.chip.nn`) corrupts one cell of one responder, to prove :func:`compare` fails.
-    ``params`` overrides chip parameters (e.g. a smaller response buffer, as the regression's
+    ``params`` overrides chip parameters (e.g. a smaller command buffer, as the regression's
     full-size chip has; the batch of an MVM command shrinks to fit it)."""
     if sim not in simflow.SIMULATORS:
         raise ValueError(f"sim must be one of {list(simflow.SIMULATORS)}, not {sim!r}")
