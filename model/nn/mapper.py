@@ -86,14 +86,23 @@ class Block:
     def name(self):
         return f"L{self.layer}.s{self.segment}@({self.x},{self.y})"
 
-    def overlaps(self, other):
+    @property
+    def max_count(self):
+        """The ADC's saturation count for ``out_bits`` (sign + magnitude)."""
+        return (1 << (self.out_bits - 1)) - 1
+
+    def intersects(self, xy, row0, rows, col0, cols):
+        """Whether ``rows`` x ``cols`` cells at ``(row0, col0)`` of core ``xy`` share a cell with this block."""
         return (
-            (self.x, self.y) == (other.x, other.y)
-            and self.row0 < other.row0 + other.rows
-            and other.row0 < self.row0 + self.rows
-            and self.col0 < other.col0 + other.cols
-            and other.col0 < self.col0 + self.cols
+            (self.x, self.y) == tuple(xy)
+            and self.row0 < row0 + rows
+            and row0 < self.row0 + self.rows
+            and self.col0 < col0 + cols
+            and col0 < self.col0 + self.cols
         )
+
+    def overlaps(self, other):
+        return self.intersects((other.x, other.y), other.row0, other.rows, other.col0, other.cols)
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ class MappingTable:
             in_bits=IN_BITS,
             out_bits=block.out_bits,
             pulse_mult=block.pulse_mult,
-            max_count=(1 << (block.out_bits - 1)) - 1,
+            max_count=block.max_count,
             line_modes=modes,
             out_mask=mask,
         )
@@ -361,25 +370,7 @@ def _first_fit(blocks, n, rows, cols, *, grid, core_rows, core_cols):
                 for row0 in corners_r:
                     if row0 + rows > core_rows or col0 + cols > core_cols:
                         continue
-                    trial = [
-                        Block(
-                            layer=-1,
-                            segment=0,
-                            segments=1,
-                            x=x0 + s,
-                            y=y0,
-                            row0=row0,
-                            rows=rows,
-                            col0=col0,
-                            cols=cols,
-                            fan_in_start=0,
-                            fan_in=0,
-                            bias_pairs=0,
-                            pulse_mult=1,
-                            out_bits=1,
-                        )
-                        for s in range(n)
-                    ]
-                    if not any(t.overlaps(b) for t in trial for b in blocks):
+                    cells = (row0, rows, col0, cols)
+                    if not any(b.intersects((x0 + s, y0), *cells) for s in range(n) for b in blocks):
                         return x0, y0, row0, col0
     return None

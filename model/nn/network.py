@@ -157,10 +157,6 @@ class QuantLayer:
     def fan_out(self):
         return self.levels.shape[1]
 
-    @property
-    def max_count(self):
-        return (1 << (self.out_bits - 1)) - 1
-
 
 @dataclass(frozen=True, eq=False)
 class QuantizedNet:

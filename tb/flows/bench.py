@@ -213,16 +213,17 @@ def bench_nn(*, repeats, seed):
     ``repeats``; and all five seeds of ``make sim``), and ``NN_RTL_IMAGES`` images through the chip RTL on
     Verilator with NeuRRAM's timing (the build, done first, is timed apart). The RTL's outputs are compared
     with the model's: any difference is a mismatch."""
+    from cimdv.model.nn.chip import ChipModel, ChipNoise
     from cimdv.tb.flows import nn
 
     t0 = time.perf_counter()
     prep = nn.prepare()
     train_s = time.perf_counter() - t0
-    noise = nn.physical_noise()
+    noise = ChipNoise()
     test = prep.test_codes
 
     def model_run(s):
-        return nn.chip_model(prep, noise, s).run(test)
+        return ChipModel(prep.net, prep.table, noise, seed=s).run(test)
 
     singles = []
     for r in range(repeats):

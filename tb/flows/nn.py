@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cimdv.model.nn.chip import ChipModel, ChipNoise
 from cimdv.model.nn.data import Digits, input_codes, load_split
 from cimdv.model.nn.mapper import MappingTable, map_network
 from cimdv.model.nn.network import FloatNet, QuantizedNet, TrainParams, quantize, train_float
@@ -157,12 +156,3 @@ def compare(rtl, inference):
             )
         agree &= ~bad
     return agree, first
-
-
-def physical_noise():
-    """The physical model's non-idealities (:class:`ChipNoise` defaults)."""
-    return ChipNoise()
-
-
-def chip_model(prepared, noise, seed):
-    return ChipModel(prepared.net, prepared.table, noise, seed=seed)

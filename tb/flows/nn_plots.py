@@ -64,7 +64,7 @@ def plot_all(out_dir, *, labels, predictions, sweep, plain_sweep, quantized, chi
     for layer, ax in enumerate(np.atleast_1d(axes)):
         idx = [table.blocks.index(b) for b in table.layer_blocks(layer)]
         counts = np.concatenate([block_counts[i].ravel() for i in idx])
-        mc = (1 << (table.blocks[idx[0]].out_bits - 1)) - 1
+        mc = table.blocks[idx[0]].max_count
         ax.hist(counts, bins=np.arange(-mc - 0.5, mc + 1.5, max(1, (2 * mc + 1) // 64)), color="tab:blue")
         ax.set_yscale("log")
         ax.set_xlabel(f"signed ADC count (max_count {mc})")

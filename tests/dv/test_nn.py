@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 
+from cimdv.model.nn.chip import ChipModel, ChipNoise
 from cimdv.tb.flows import nn
 
 from .test_chip import CHIPS
@@ -25,7 +26,7 @@ def prepared():
 
 
 def _run(prepared, sim, seed, **kw):
-    noise = nn.physical_noise()
+    noise = ChipNoise()
     codes = prepared.test_codes[:IMAGES]
     rtl = nn.run_rtl(
         prepared.net,
@@ -39,7 +40,7 @@ def _run(prepared, sim, seed, **kw):
         params=CHIPS["2x1_256"],
         **kw,
     )
-    model = nn.chip_model(prepared, noise, seed).run(codes)
+    model = ChipModel(prepared.net, prepared.table, noise, seed=seed).run(codes)
     return rtl, model
 
 

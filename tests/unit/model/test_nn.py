@@ -6,6 +6,7 @@ sample, with the same seed — which is what lets the RTL run be compared exactl
 """
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from cimdv.model.exact import ExactCore, MacroParams, run_sequence
 from cimdv.model.nn.chip import ChipModel, ChipNoise, NeuronParams, NoisyMacroState, noise_tag, read_noise
 from cimdv.model.nn.data import X_MAX, input_codes, load_split
-from cimdv.model.nn.mapper import Block, MappingTable, _spread, map_network, segments_needed
+from cimdv.model.nn.mapper import MappingTable, _spread, map_network, segments_needed
 from cimdv.model.nn.network import AnalogScale, QuantizedNet, QuantLayer, TrainParams, quantize, train_float
 
 
@@ -111,23 +112,18 @@ def test_demo_mapping_splits_shares_and_spreads_the_bias(small_net):
     assert seg0.col0 == first.col0 + first.cols  # shares core (0, 0), beside layer 0
     targets = t.targets(small_net)
     g = small_net.analog.g_step
+
+    def pair_levels(b):  # G+ - G- of every row pair of block b, in weight levels
+        cells = targets[b.x, b.y][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols]
+        return (cells[0::2] - cells[1::2]) // g
+
     # Differential pairs: G+ - G- of every weight row is its level times g.
     for layer, blocks in ((0, [first]), (1, [seg0, seg1])):
         for b in blocks:
-            cells = targets[b.x, b.y][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols]
-            diff = (cells[0::2] - cells[1::2]) // g
             w = small_net.layers[layer].levels[b.fan_in_start : b.fan_in_start + b.fan_in]
-            assert np.array_equal(diff[: b.fan_in], w)
-    bias = sum(
-        (
-            (
-                targets[b.x, b.y][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols][0::2]
-                - targets[b.x, b.y][b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols][1::2]
-            )
-            // g
-        )[b.fan_in :].sum(axis=0)
-        for b in (seg0, seg1)
-    )
+            assert np.array_equal(pair_levels(b)[: b.fan_in], w)
+    # The bias rows of both segments add up to the layer's bias level.
+    bias = sum(pair_levels(b)[b.fan_in :].sum(axis=0) for b in (seg0, seg1))
     assert np.array_equal(bias, small_net.layers[1].bias_levels)
 
 
@@ -176,13 +172,10 @@ def test_validate_names_the_bad_block(small_net, change, message):
 def test_table_round_trips(small_net, tmp_path):
     t = map_network(small_net)
     t.save(tmp_path / "m.json")
-    import json
-
     assert MappingTable.from_dict(json.loads((tmp_path / "m.json").read_text())) == t
     assert "| 1 | 2/2 | (1,0) |" in t.markdown()
     with pytest.raises(ValueError, match="malformed"):
         MappingTable.from_dict({"grid": [2, 1]})
-    assert isinstance(t.blocks[0], Block)
 
 
 # -- the chip model ---------------------------------------------------------------------------------
